@@ -1,0 +1,41 @@
+import pino, { type Logger } from 'pino';
+import { redact, scrubText } from './redact';
+
+export type { Logger };
+
+/**
+ * The one root logger: JSON lines on stdout, level from AIGW_LOG_LEVEL (default info).
+ * Every line passes through `redact`, so a secret that slips into a log call is masked.
+ */
+export function createLogger(options: { level?: string; destination?: pino.DestinationStream } = {}): Logger {
+  return pino(
+    {
+      level: options.level ?? process.env.AIGW_LOG_LEVEL ?? 'info',
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: {
+        level: (label) => ({ level: label }),
+        log: (obj) => redact(obj) as Record<string, unknown>,
+      },
+      hooks: {
+        logMethod(args, method) {
+          const scrubbed = args.map((a) => (typeof a === 'string' ? scrubText(a) : a)) as typeof args;
+          method.apply(this, scrubbed);
+        },
+      },
+      serializers: { err: pino.stdSerializers.err },
+    },
+    options.destination ?? pino.destination({ dest: 1, sync: false }),
+  );
+}
+
+let root: Logger | undefined;
+
+export function rootLogger(): Logger {
+  root ??= createLogger();
+  return root;
+}
+
+export function setRootLogger(logger: Logger): void {
+  root = logger;
+}
