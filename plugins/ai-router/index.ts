@@ -1,0 +1,38 @@
+import { acquireContext } from '../../lib/kong/request-context';
+import { definePlugin } from '../../lib/kong/plugin';
+import { exitWithError } from '../../lib/kong/respond';
+import { routerConfig } from '../../schemas/ai-router';
+import { resolveTargets, TargetTable } from './targets';
+
+/**
+ * Chooses the target of every request. Priority 750: after Kong's auth (key-auth 1250),
+ * ACL (950), rate limiting (910) and AI prompt plugins (ai-prompt-* 771–777, so it routes
+ * the final prompt), after ai-semantic-cache (a hit needs no route), before ai-budget (which
+ * prices the chosen target).
+ */
+export default definePlugin({
+  config: routerConfig,
+  priority: 750,
+  phases: ['access'],
+  create(config, keys, suite) {
+    const table = new TargetTable(
+      resolveTargets(config, process.env),
+      config.default_target ?? undefined,
+      config.expose_target_header,
+    );
+    return {
+      async access(kong, event) {
+        try {
+          const ctx = await acquireContext(kong, event, suite, keys);
+          if (ctx.endpoint === 'models') {
+            await kong.response.exit(200, table.modelList(), { 'content-type': 'application/json' });
+            return;
+          }
+          ctx.route = table.route(ctx.model);
+        } catch (err) {
+          await exitWithError(kong, err);
+        }
+      },
+    };
+  },
+});

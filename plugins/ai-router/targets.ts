@@ -1,0 +1,78 @@
+import type { RouteDecision, Target } from '../../lib/context';
+import { GatewayError } from '../../lib/errors';
+import type { RouterConfig } from '../../schemas/ai-router';
+
+/**
+ * Builds the relay's targets from config, once per instance. A key named by `api_key_env`
+ * is read from the suite server's environment; a missing variable is a config error
+ * (named, never silently an unauthenticated call).
+ */
+export function resolveTargets(config: RouterConfig, env: NodeJS.ProcessEnv): Target[] {
+  return config.targets.map((t, i) => {
+    let apiKey = t.api_key ?? undefined;
+    if (t.api_key_env) {
+      apiKey = env[t.api_key_env];
+      if (!apiKey) {
+        throw new GatewayError(
+          'AIGW_CONFIG_INVALID',
+          `config.targets[${i}].api_key_env: environment variable ${t.api_key_env} is not set in the suite server`,
+        );
+      }
+    }
+    return {
+      name: t.name,
+      provider: t.provider,
+      model: t.model,
+      base_url: t.base_url.replace(/\/+$/, ''),
+      ...(apiKey ? { api_key: apiKey } : {}),
+      headers: { ...(t.headers ?? {}) },
+      timeouts: { ...t.timeouts },
+    };
+  });
+}
+
+/** Picks the target for a requested model: a target name, else a target's model, else the default. */
+export class TargetTable {
+  private readonly byName: Map<string, Target>;
+  private readonly fallback?: Target;
+
+  constructor(
+    private readonly targets: Target[],
+    defaultTarget: string | undefined,
+    private readonly exposeTarget: boolean,
+  ) {
+    this.byName = new Map(targets.map((t) => [t.name, t]));
+    this.fallback = defaultTarget ? this.byName.get(defaultTarget) : undefined;
+  }
+
+  route(model: string | undefined): RouteDecision {
+    const decide = (target: Target, reason: string): RouteDecision => ({
+      targets: [target],
+      reason,
+      exposeTarget: this.exposeTarget,
+    });
+    if (model !== undefined) {
+      const named = this.byName.get(model);
+      if (named) return decide(named, 'target name');
+      const serving = this.targets.find((t) => t.model === model);
+      if (serving) return decide(serving, 'target model');
+    }
+    if (this.fallback) return decide(this.fallback, 'default target');
+    if (model === undefined) {
+      throw new GatewayError('AIGW_BAD_REQUEST', "'model' is required", { param: 'model' });
+    }
+    throw new GatewayError(
+      'AIGW_UNKNOWN_MODEL',
+      'the requested model is not served here; GET /v1/models lists the models you can use',
+      { param: 'model' },
+    );
+  }
+
+  /** `GET /v1/models`: what clients may put in `model`. */
+  modelList() {
+    return {
+      object: 'list',
+      data: this.targets.map((t) => ({ id: t.name, object: 'model', created: 0, owned_by: t.provider })),
+    };
+  }
+}
