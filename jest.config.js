@@ -18,5 +18,6 @@ module.exports = {
   },
   globalSetup: '<rootDir>/spec/support/global-setup.ts',
   globalTeardown: '<rootDir>/spec/support/global-teardown.ts',
+  reporters: ['default', '<rootDir>/spec/support/summary-reporter.js'],
   testTimeout: 20000,
 };
