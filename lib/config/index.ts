@@ -1,0 +1,6 @@
+export * from './define';
+export { type DocumentedPlugin, renderConfigDocs } from './docs';
+export * from './errors';
+export type { KongField, KongFieldEntry, KongPluginSchema } from './kong-schema';
+export { SchemaDefinitionError } from './model';
+export { type KongKeys, splitKongKeys } from './validate';

@@ -1,0 +1,277 @@
+import { ConfigError } from '../../../lib/config';
+import { routerConfig } from '../../../schemas/ai-router';
+
+const defaultTimeouts = { connect_ms: 5000, first_byte_ms: 60000, idle_ms: 60000, total_ms: 600000 };
+
+/** A target as the user writes it; tests override one part at a time. */
+function target(overrides: Record<string, unknown> = {}) {
+  return { name: 'gpt', model: 'gpt-4o-mini', ...overrides };
+}
+
+function problemsOf(raw: unknown): string[] {
+  try {
+    routerConfig.validate(raw);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    const error = err as ConfigError;
+    for (const p of error.problems) expect(error.message).toContain(`${p.path}: ${p.message}`);
+    return error.problems.map((p) => `${p.path}: ${p.message}`);
+  }
+  throw new Error('expected the config to be refused');
+}
+
+describe('ai-router config: defaults', () => {
+  it('fills every default from a minimal config', () => {
+    expect(routerConfig.validate({ targets: [target()] }).config).toEqual({
+      targets: [
+        {
+          name: 'gpt',
+          model: 'gpt-4o-mini',
+          provider: 'openai',
+          base_url: 'https://api.openai.com/v1',
+          timeouts: defaultTimeouts,
+        },
+      ],
+      expose_target_header: true,
+    });
+  });
+
+  it('fills the missing timeouts of a partly written timeouts record', () => {
+    const { config } = routerConfig.validate({ targets: [target({ timeouts: { connect_ms: 100 } })] });
+    expect(config.targets[0].timeouts).toEqual({ ...defaultTimeouts, connect_ms: 100 });
+  });
+
+  it('accepts what Kong sends: nulls for unset fields and its own keys', () => {
+    const fromKong = {
+      targets: [
+        {
+          name: 'local',
+          provider: 'openai',
+          model: 'llama3',
+          base_url: 'http://127.0.0.1:11434/v1',
+          api_key: null,
+          api_key_env: null,
+          headers: null,
+          timeouts: { connect_ms: 5000, first_byte_ms: 60000, idle_ms: 60000, total_ms: 600000 },
+        },
+      ],
+      default_target: null,
+      expose_target_header: false,
+      __plugin_id: 'b6f3c1a2-5d4e-4f60-8a7b-9c0d1e2f3a4b',
+      __seq__: 7,
+      __key__: 'plugins:ai-router:::::ws',
+      __ws_id: 'ws',
+      route_id: 'r-1',
+    };
+    const { config, kong } = routerConfig.validate(fromKong);
+    expect(config).toEqual({
+      targets: [
+        {
+          name: 'local',
+          provider: 'openai',
+          model: 'llama3',
+          base_url: 'http://127.0.0.1:11434/v1',
+          timeouts: defaultTimeouts,
+        },
+      ],
+      expose_target_header: false,
+    });
+    expect(kong).toEqual({
+      plugin_id: 'b6f3c1a2-5d4e-4f60-8a7b-9c0d1e2f3a4b',
+      seq: 7,
+      key: 'plugins:ai-router:::::ws',
+      ws_id: 'ws',
+      route_id: 'r-1',
+    });
+  });
+
+  it('accepts a full valid config unchanged', () => {
+    const full = {
+      targets: [
+        target({ name: 'fast', api_key: 'sk-test', headers: { 'OpenAI-Organization': 'org-1' } }),
+        target({
+          name: 'smart',
+          model: 'gpt-4o',
+          api_key_env: 'OPENAI_API_KEY',
+          base_url: 'https://example.test/v1',
+        }),
+      ],
+      default_target: 'fast',
+      expose_target_header: true,
+    };
+    const { config } = routerConfig.validate(full);
+    expect(config.targets.map((t) => t.name)).toEqual(['fast', 'smart']);
+    expect(config.targets[0].headers).toEqual({ 'OpenAI-Organization': 'org-1' });
+    expect(config.default_target).toBe('fast');
+  });
+});
+
+describe('ai-router config: cross-field rules', () => {
+  it('refuses duplicate target names', () => {
+    expect(problemsOf({ targets: [target(), target({ model: 'other' }), target()] })).toEqual([
+      'config.targets[1].name: duplicate target name, already used by targets[0]',
+      'config.targets[2].name: duplicate target name, already used by targets[0]',
+    ]);
+  });
+
+  it('refuses a default_target that names no target', () => {
+    expect(problemsOf({ targets: [target()], default_target: 'nope' })).toEqual([
+      'config.default_target: names no target in targets',
+    ]);
+  });
+
+  it('refuses api_key together with api_key_env', () => {
+    expect(problemsOf({ targets: [target({ api_key: 'sk-x', api_key_env: 'KEY' })] })).toEqual([
+      'config.targets[0].api_key: set api_key or api_key_env, not both',
+    ]);
+  });
+
+  it.each(['Authorization', 'api-key', 'X-API-KEY'])(
+    'refuses a %s header, without quoting its value',
+    (name) => {
+      const problems = problemsOf({ targets: [target({ headers: { [name]: 'Bearer sk-secret-value' } })] });
+      expect(problems).toEqual([
+        `config.targets[0].headers[${JSON.stringify(name)}]: credentials belong in api_key or api_key_env, not in headers`,
+      ]);
+      expect(problems.join()).not.toContain('sk-secret-value');
+    },
+  );
+
+  it('refuses invalid header names and values that could inject headers', () => {
+    expect(problems({ 'bad name': 'x', 'x-ok': 'a\r\nInjected: 1' })).toEqual([
+      'config.targets[0].headers["bad name"]: not a valid HTTP header name',
+      'config.targets[0].headers["x-ok"]: value must not contain line breaks',
+    ]);
+    function problems(headers: Record<string, string>) {
+      return problemsOf({ targets: [target({ headers })] });
+    }
+  });
+
+  it('refuses first_byte_ms or idle_ms above total_ms', () => {
+    expect(
+      problemsOf({ targets: [target({ timeouts: { first_byte_ms: 2000, idle_ms: 3000, total_ms: 1000 } })] }),
+    ).toEqual([
+      'config.targets[0].timeouts.first_byte_ms: must not exceed timeouts.total_ms',
+      'config.targets[0].timeouts.idle_ms: must not exceed timeouts.total_ms',
+    ]);
+    // The defaults of first_byte_ms and idle_ms (60 s) also count against a short total.
+    expect(problemsOf({ targets: [target({ timeouts: { total_ms: 30000 } })] })).toHaveLength(2);
+  });
+
+  it.each(['ftp://example.test/v1', 'api.openai.com/v1', 'https://user:pass@example.test/v1', 'not a url'])(
+    'refuses base_url %s',
+    (base_url) => {
+      expect(problemsOf({ targets: [target({ base_url })] })).toEqual([
+        'config.targets[0].base_url: must be an http(s) URL without credentials',
+      ]);
+    },
+  );
+
+  it('reports cross-field problems of several targets at once', () => {
+    expect(
+      problemsOf({
+        targets: [target({ api_key: 'a', api_key_env: 'B' }), target({ base_url: 'file:///etc/passwd' })],
+        default_target: 'missing',
+      }),
+    ).toEqual([
+      'config.targets[0].api_key: set api_key or api_key_env, not both',
+      'config.targets[1].name: duplicate target name, already used by targets[0]',
+      'config.targets[1].base_url: must be an http(s) URL without credentials',
+      'config.default_target: names no target in targets',
+    ]);
+  });
+});
+
+describe('ai-router config: bad input', () => {
+  it('refuses a config without targets, or with none', () => {
+    expect(problemsOf({})).toEqual(['config.targets: required field missing']);
+    expect(problemsOf({ targets: [] })).toEqual(['config.targets: length must be at least 1']);
+    expect(problemsOf({ targets: null })).toEqual(['config.targets: required field missing']);
+  });
+
+  it('names the missing field of the right target', () => {
+    expect(problemsOf({ targets: [target(), { name: 'second' }] })).toEqual([
+      'config.targets[1].model: required field missing',
+    ]);
+  });
+
+  it('refuses a string where an integer belongs', () => {
+    expect(problemsOf({ targets: [target({ timeouts: { connect_ms: '5000' } })] })).toEqual([
+      'config.targets[0].timeouts.connect_ms: expected an integer',
+    ]);
+  });
+
+  it.each([
+    [-1, 'connect_ms'],
+    [0, 'connect_ms'],
+    [600001, 'connect_ms'],
+    [1e12, 'total_ms'],
+    [-5000, 'idle_ms'],
+  ])('refuses %p for %s', (value, field) => {
+    const bounds = field === 'connect_ms' ? '1 and 600000' : '1 and 3600000';
+    expect(problemsOf({ targets: [target({ timeouts: { [field]: value } })] })).toContain(
+      `config.targets[0].timeouts.${field}: value should be between ${bounds}`,
+    );
+  });
+
+  it('refuses fractional timeouts', () => {
+    expect(problemsOf({ targets: [target({ timeouts: { connect_ms: 1.5 } })] })).toEqual([
+      'config.targets[0].timeouts.connect_ms: expected an integer',
+    ]);
+  });
+
+  it('refuses unknown fields at every level', () => {
+    expect(
+      problemsOf({ targets: [target({ temperature: 1, timeouts: { read_ms: 5 } })], routes: [] }),
+    ).toEqual([
+      'config.targets[0].temperature: unknown field',
+      'config.targets[0].timeouts.read_ms: unknown field',
+      'config.routes: unknown field',
+    ]);
+  });
+
+  it('refuses an unsupported provider', () => {
+    expect(problemsOf({ targets: [target({ provider: 'anthropic' })] })).toEqual([
+      'config.targets[0].provider: expected one of: openai',
+    ]);
+  });
+
+  it('refuses target names outside the allowed characters or length', () => {
+    expect(problemsOf({ targets: [target({ name: 'has space' })] })).toEqual([
+      'config.targets[0].name: invalid value: must match ^[A-Za-z0-9._:-]+$',
+    ]);
+    expect(problemsOf({ targets: [target({ name: 'x'.repeat(65) })] })).toEqual([
+      'config.targets[0].name: length must be at most 64',
+    ]);
+    expect(problemsOf({ targets: [target({ name: '' })] })).toEqual([
+      'config.targets[0].name: length must be at least 1',
+    ]);
+  });
+
+  it('refuses a malformed api_key_env name', () => {
+    expect(problemsOf({ targets: [target({ api_key_env: 'OPENAI-KEY' })] })).toEqual([
+      'config.targets[0].api_key_env: invalid value: must match ^[A-Za-z_][A-Za-z0-9_]*$',
+    ]);
+  });
+
+  it('refuses wrong types for every kind of field', () => {
+    expect(
+      problemsOf({
+        targets: [target({ model: 42, api_key: 7, headers: ['x'], timeouts: 'fast' })],
+        expose_target_header: 'yes',
+        default_target: false,
+      }),
+    ).toEqual([
+      'config.targets[0].model: expected a string',
+      'config.targets[0].api_key: expected a string',
+      'config.targets[0].headers: expected a map',
+      'config.targets[0].timeouts: expected a record',
+      'config.default_target: expected a string',
+      'config.expose_target_header: expected a boolean',
+    ]);
+  });
+
+  it('refuses a targets value that is not an array', () => {
+    expect(problemsOf({ targets: { name: 'gpt' } })).toEqual(['config.targets: expected an array']);
+  });
+});
