@@ -4,7 +4,16 @@ import { redact, scrubText } from './redact';
 export type { Logger };
 
 /**
- * The one root logger: JSON lines on stdout, level from AIGW_LOG_LEVEL (default info).
+ * Where log lines go: AIGW_LOG_FILE, else stdout. Kong copies a server's stdout into its
+ * error log at INFO level, which Kong's default `log_level = notice` hides; a file avoids that.
+ */
+function defaultDestination(): pino.DestinationStream {
+  const file = process.env.AIGW_LOG_FILE;
+  return pino.destination(file ? { dest: file, mkdir: true, sync: false } : { dest: 1, sync: false });
+}
+
+/**
+ * The one root logger: JSON lines, level from AIGW_LOG_LEVEL (default info).
  * Every line passes through `redact`, so a secret that slips into a log call is masked.
  */
 export function createLogger(options: { level?: string; destination?: pino.DestinationStream } = {}): Logger {
@@ -25,7 +34,7 @@ export function createLogger(options: { level?: string; destination?: pino.Desti
       },
       serializers: { err: pino.stdSerializers.err },
     },
-    options.destination ?? pino.destination({ dest: 1, sync: false }),
+    options.destination ?? defaultDestination(),
   );
 }
 
