@@ -39,6 +39,8 @@ export interface RouteDecision {
   targets: Target[];
   /** Human-readable reason, e.g. `alias fast → weighted`. */
   reason: string;
+  /** Send `x-ai-target` / `x-ai-model` response headers naming who answered. */
+  exposeTarget: boolean;
 }
 
 export interface Usage {
@@ -48,8 +50,14 @@ export interface Usage {
   cached_input_tokens?: number;
 }
 
-/** How the relay's exchange ended. */
-export type RelayEnd = 'complete' | 'upstream_error' | 'stream_broken' | 'client_aborted' | 'timeout';
+/** How the relay's exchange ended. `rejected`: refused before any provider call (unsupported endpoint, no body). */
+export type RelayEnd =
+  | 'complete'
+  | 'upstream_error'
+  | 'stream_broken'
+  | 'client_aborted'
+  | 'timeout'
+  | 'rejected';
 
 /** What the relay recorded about the exchange; read by the log phase. */
 export interface RelayOutcome {

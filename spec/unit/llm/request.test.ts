@@ -3,7 +3,8 @@ import { checkDeclaredSize, endpointOf, jsonDepth, parseRequestBody } from '../.
 
 const limits = { max_body_bytes: 1024, max_json_depth: 8 };
 const bytes = (s: string) => new TextEncoder().encode(s);
-const chat = (body: unknown) => parseRequestBody('chat.completions', 'application/json', bytes(JSON.stringify(body)), limits);
+const chat = (body: unknown) =>
+  parseRequestBody('chat.completions', 'application/json', bytes(JSON.stringify(body)), limits);
 
 function errorOf(fn: () => unknown): GatewayError {
   try {
@@ -55,10 +56,22 @@ describe('parseRequestBody', () => {
     ['JSON null', 'application/json', bytes('null'), 400, 'AIGW_BAD_REQUEST'],
     ['a number', 'application/json', bytes('42'), 400, 'AIGW_BAD_REQUEST'],
     ['an empty body', 'application/json', bytes(''), 400, 'AIGW_BAD_REQUEST'],
-    ['invalid UTF-8', 'application/json', Uint8Array.of(0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d), 400, 'AIGW_INVALID_UTF8'],
+    [
+      'invalid UTF-8',
+      'application/json',
+      Uint8Array.of(0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d),
+      400,
+      'AIGW_INVALID_UTF8',
+    ],
     ['a form body', 'application/x-www-form-urlencoded', bytes('a=1'), 415, 'AIGW_UNSUPPORTED_MEDIA_TYPE'],
     ['no content type', undefined, bytes('{}'), 415, 'AIGW_UNSUPPORTED_MEDIA_TYPE'],
-    ['a body over the limit', 'application/json', bytes(`{"x":"${'a'.repeat(2000)}"}`), 413, 'AIGW_BODY_TOO_LARGE'],
+    [
+      'a body over the limit',
+      'application/json',
+      bytes(`{"x":"${'a'.repeat(2000)}"}`),
+      413,
+      'AIGW_BODY_TOO_LARGE',
+    ],
   ])('refuses %s', (_name, contentType, raw, status, code) => {
     const err = errorOf(() => parseRequestBody('chat.completions', contentType, raw, limits));
     expect(err).toMatchObject({ status, code });
@@ -66,13 +79,20 @@ describe('parseRequestBody', () => {
   });
 
   it('accepts a charset parameter on the content type', () => {
-    const body = parseRequestBody('embeddings', 'Application/JSON; charset=utf-8', bytes('{"input":"x"}'), limits);
+    const body = parseRequestBody(
+      'embeddings',
+      'Application/JSON; charset=utf-8',
+      bytes('{"input":"x"}'),
+      limits,
+    );
     expect(body).toEqual({ input: 'x' });
   });
 
   it('refuses nesting deeper than the limit without recursion', () => {
     const deep = `${'['.repeat(20)}${']'.repeat(20)}`;
-    const err = errorOf(() => parseRequestBody('chat.completions', 'application/json', bytes(`{"messages":${deep}}`), limits));
+    const err = errorOf(() =>
+      parseRequestBody('chat.completions', 'application/json', bytes(`{"messages":${deep}}`), limits),
+    );
     expect(err).toMatchObject({ status: 400, message: expect.stringMatching(/nests deeper/) });
     expect(jsonDepth(JSON.parse(`${'['.repeat(5000)}${']'.repeat(5000)}`))).toBe(5000);
   });
@@ -99,11 +119,15 @@ describe('parseRequestBody', () => {
   });
 
   it('checks completions and embeddings shapes', () => {
-    expect(errorOf(() => parseRequestBody('completions', 'application/json', bytes('{"model":"m"}'), limits))).toMatchObject({
+    expect(
+      errorOf(() => parseRequestBody('completions', 'application/json', bytes('{"model":"m"}'), limits)),
+    ).toMatchObject({
       param: 'prompt',
     });
     expect(
-      errorOf(() => parseRequestBody('embeddings', 'application/json', bytes('{"input":"x","stream":true}'), limits)),
+      errorOf(() =>
+        parseRequestBody('embeddings', 'application/json', bytes('{"input":"x","stream":true}'), limits),
+      ),
     ).toMatchObject({ param: 'stream' });
   });
 });
