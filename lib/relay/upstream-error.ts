@@ -1,10 +1,10 @@
-import { GatewayError } from '../errors';
+import { GatewayError, type OpenAIErrorBody } from '../errors';
 import { scrubText } from '../log/redact';
 
 /**
- * A provider's own error answer (4xx/5xx), kept with its status. The client sees code
- * AIGW_UPSTREAM_ERROR; the provider's code (`rate_limit_exceeded`,
- * `context_length_exceeded`...) stays here for logs and failover triggers.
+ * A provider's own error answer (4xx/5xx), kept with its status. The client sees the
+ * provider's code (`rate_limit_exceeded`, `context_length_exceeded`...) when it sent one,
+ * as OpenAI clients branch on it, else AIGW_UPSTREAM_ERROR.
  */
 export class ProviderError extends GatewayError {
   readonly providerCode?: string;
@@ -21,6 +21,12 @@ export class ProviderError extends GatewayError {
       headers: options.headers,
     });
     this.providerCode = options.providerCode;
+  }
+
+  override toJSON(): OpenAIErrorBody {
+    const body = super.toJSON();
+    if (this.providerCode) body.error.code = this.providerCode;
+    return body;
   }
 }
 

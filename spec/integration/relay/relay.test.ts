@@ -399,7 +399,7 @@ describe('relay: provider errors before the first byte', () => {
       error: {
         message: expect.stringContaining('Rate limit reached for gpt-4o-mini'),
         type: 'requests',
-        code: 'AIGW_UPSTREAM_ERROR',
+        code: 'rate_limit_exceeded',
         param: null,
       },
     });
