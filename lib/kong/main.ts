@@ -7,7 +7,8 @@
  *   main.js --dump NAME                                           plugin info JSON (Kong's query_cmd)
  *
  * Environment: AIGW_SOCKET_DIR, AIGW_RELAY_PORT, AIGW_RELAY_HOST, AIGW_LOG_LEVEL,
- * AIGW_MAX_BODY_BYTES, AIGW_MAX_JSON_DEPTH, AIGW_DRAIN_MS.
+ * AIGW_LOG_FILE, AIGW_STORE, AIGW_STORE_COMMAND_TIMEOUT_MS, AIGW_MAX_BODY_BYTES,
+ * AIGW_MAX_JSON_DEPTH, AIGW_DRAIN_MS.
  */
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:net';
@@ -17,6 +18,7 @@ import { suitePlugins } from '../../plugins';
 import { ContextStore } from '../context';
 import { rootLogger } from '../log/logger';
 import { startRelay } from '../relay/server';
+import { createStore, storeConfigFromEnv } from '../store';
 import { listenRpc } from './listener';
 import { pluginInfo, type Suite } from './plugin';
 import { PluginServer } from './plugin-server';
@@ -47,8 +49,13 @@ async function serve(options: { socketDir: string; relayHost: string; relayPort:
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception'));
 
   const contexts = new ContextStore();
+  const store = createStore(storeConfigFromEnv(process.env), logger);
+  // Wait for the first connection (bounded by the store's connect timeout); a store that is
+  // down does not stop the server: each plugin's config says what its store trouble means.
+  await store.ping().catch((err) => logger.warn({ err: String(err) }, 'store not reachable at start'));
   const suite: Suite = {
     contexts,
+    store,
     logger,
     limits: {
       max_body_bytes: intFromEnv('AIGW_MAX_BODY_BYTES', 10 * 1024 * 1024),
@@ -77,6 +84,7 @@ async function serve(options: { socketDir: string; relayHost: string; relayPort:
     await Promise.race([relay.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
     server.close();
     contexts.close();
+    await store.close().catch(() => undefined);
     logger.info('stopped');
     logger.flush();
     process.exit(0);

@@ -4,6 +4,7 @@ import type { KongKeys } from '../config/validate';
 import type { Logger } from '../log/logger';
 import { SUITE_VERSION } from '../version';
 import type { ContextStore } from '../context';
+import type { Store } from '../store';
 import type { KongPDK } from './pdk';
 
 /** Phases a suite plugin may declare. Never `response`: it makes Kong buffer whole answers. */
@@ -13,6 +14,8 @@ export type Phase = 'access' | 'log';
 /** Process-wide services shared by all plugins and the relay. */
 export interface Suite {
   readonly contexts: ContextStore;
+  /** Shared state across nodes (Redis) or this node only (memory): AIGW_STORE. */
+  readonly store: Store;
   readonly logger: Logger;
   readonly limits: RequestLimits;
 }
