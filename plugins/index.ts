@@ -6,4 +6,10 @@ import aiRouter from './ai-router';
 import aiSemanticCache from './ai-semantic-cache';
 
 /** Every suite plugin, in Kong's run order (priority, highest first). */
-export const suitePlugins: readonly SuitePlugin[] = [aiSemanticCache, aiRouter, aiBudget, aiFallback, aiMetrics];
+export const suitePlugins: readonly SuitePlugin[] = [
+  aiSemanticCache,
+  aiRouter,
+  aiBudget,
+  aiFallback,
+  aiMetrics,
+];

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { installationRoot, pluginServerDefs } from '../lib/kong/kong-conf';
 import { DeclarativeConfigError, KongDriver, type KongLogLine } from '../spec/support/kong';
-import { startOpenAIMock } from '../spec/support/providers/openai';
+import { type ProviderMock, startOpenAIMock } from '../spec/support/providers';
 
 const USAGE = `usage: dev-gateway [--config kong.yml] [--host 127.0.0.1] [--port 8000] [--relay-port 8900] [--no-mock] [--socket-dir DIR]`;
 const MOCK_KEY = 'sk-dev-mock-key';
@@ -54,6 +54,85 @@ function printLog(line: KongLogLine): void {
   process.stderr.write(`[kong] [${line.level}]${plugin} ${line.message}\n`);
 }
 
+export interface DevGatewayOptions {
+  /** kong.yml path (default kong/kong.dev.yml) or a parsed declarative config. */
+  config?: string | object;
+  host?: string;
+  port?: number;
+  relayPort?: number;
+  /** Start the built-in OpenAI mock (default true). */
+  mock?: boolean;
+  socketDir?: string;
+  /** Environment for Kong (vault references, `${NAME}`) and, for AIGW_* names, the suite server. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface DevGateway {
+  url: string;
+  kong: KongDriver;
+  mock?: ProviderMock;
+  configPath?: string;
+  store: string;
+  close(): Promise<void>;
+}
+
+/** Starts the dev gateway: the built-in mock, the Kong emulator and, through it, the suite server. */
+export async function startDevGateway(options: DevGatewayOptions = {}): Promise<DevGateway> {
+  const env = options.env ?? process.env;
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 8000;
+  const relayPort = options.relayPort ?? 8900;
+  const root = installationRoot();
+  const config = options.config ?? path.join(root, 'kong', 'kong.dev.yml');
+  const configPath = typeof config === 'string' ? path.resolve(config) : undefined;
+
+  const mock = options.mock === false ? undefined : await startOpenAIMock({ apiKey: MOCK_KEY });
+  const socketDir = options.socketDir ?? mkdtempSync(path.join(os.tmpdir(), 'aigw-dev-'));
+  const ownSocketDir = options.socketDir === undefined;
+
+  // Kong's environment: what vault references and ${NAME} resolve against.
+  const kongEnv: Record<string, string | undefined> = {
+    ...env,
+    AIGW_RELAY_PORT: String(relayPort),
+    ...(mock ? { AIGW_DEV_MOCK_URL: mock.url, AIGW_DEV_MOCK_KEY: MOCK_KEY } : {}),
+  };
+  // The suite server's: Kong passes none, so kong-conf puts these into the start_cmd.
+  const serverEnv = { AIGW_STORE: 'memory', ...aigwEnv(env), AIGW_RELAY_PORT: String(relayPort) };
+  delete (serverEnv as Record<string, string>).AIGW_DEV_MOCK_URL;
+  delete (serverEnv as Record<string, string>).AIGW_DEV_MOCK_KEY;
+
+  const cleanup = async () => {
+    await mock?.close();
+    if (ownSocketDir) rmSync(socketDir, { recursive: true, force: true });
+  };
+
+  let kong: KongDriver;
+  try {
+    const declarative = configPath
+      ? (parseYaml(substituteEnv(readFileSync(configPath, 'utf8'), kongEnv)) as unknown)
+      : config;
+    kong = await KongDriver.start({
+      pluginServers: pluginServerDefs({ socketDir, node: process.execPath, root, env: serverEnv }),
+      declarative,
+      env: kongEnv,
+      listen: { host, port },
+      socketWaitMs: 30_000,
+    });
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  const shown = host === '127.0.0.1' || host === '0.0.0.0' ? 'localhost' : host;
+  return {
+    url: `http://${shown}:${port}`,
+    kong,
+    mock,
+    configPath,
+    store: serverEnv.AIGW_STORE,
+    close: () => kong.close().then(cleanup),
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -74,51 +153,22 @@ async function main(): Promise<void> {
   const port = Number(values.port);
   const relayPort = Number(values['relay-port']);
   if (!Number.isInteger(port) || !Number.isInteger(relayPort)) throw new Error(USAGE);
-  const root = installationRoot();
-  const configPath = path.resolve(values.config ?? path.join(root, 'kong', 'kong.dev.yml'));
 
-  const mock = values['no-mock'] ? undefined : await startOpenAIMock({ apiKey: MOCK_KEY });
-  const socketDir = values['socket-dir'] ?? mkdtempSync(path.join(os.tmpdir(), 'aigw-dev-'));
-  const ownSocketDir = values['socket-dir'] === undefined;
-
-  // Kong's environment: what vault references and ${NAME} resolve against.
-  const kongEnv: Record<string, string | undefined> = {
-    ...process.env,
-    AIGW_RELAY_PORT: String(relayPort),
-    ...(mock ? { AIGW_DEV_MOCK_URL: mock.url, AIGW_DEV_MOCK_KEY: MOCK_KEY } : {}),
-  };
-  // The suite server's: Kong passes none, so kong-conf puts these into the start_cmd.
-  const serverEnv = { AIGW_STORE: 'memory', ...aigwEnv(process.env), AIGW_RELAY_PORT: String(relayPort) };
-  delete (serverEnv as Record<string, string>).AIGW_DEV_MOCK_URL;
-  delete (serverEnv as Record<string, string>).AIGW_DEV_MOCK_KEY;
-
-  const cleanup = async () => {
-    await mock?.close();
-    if (ownSocketDir) rmSync(socketDir, { recursive: true, force: true });
-  };
-
-  let kong: KongDriver;
-  try {
-    const declarative = parseYaml(substituteEnv(readFileSync(configPath, 'utf8'), kongEnv)) as unknown;
-    kong = await KongDriver.start({
-      pluginServers: pluginServerDefs({ socketDir, node: process.execPath, root, env: serverEnv }),
-      declarative,
-      env: kongEnv,
-      listen: { host: values.host, port },
-      socketWaitMs: 30_000,
-    });
-  } catch (err) {
-    await cleanup();
-    throw err;
-  }
+  const gateway = await startDevGateway({
+    config: values.config,
+    host: values.host,
+    port,
+    relayPort,
+    mock: !values['no-mock'],
+    socketDir: values['socket-dir'],
+  });
+  const { kong, mock, url } = gateway;
   kong.on('log', printLog);
   for (const line of kong.logs) printLog(line);
   // The suite server logs JSON lines; Kong would copy them into its error log at INFO.
   kong.pluginServers.on('output', (line: { line: string }) => process.stdout.write(`${line.line}\n`));
   process.stdout.write(kong.pluginServers.output.map((l) => `${l.line}\n`).join(''));
 
-  const shown = values.host === '127.0.0.1' || values.host === '0.0.0.0' ? 'localhost' : values.host;
-  const url = `http://${shown}:${port}`;
   const model = kong.config.plugins
     .filter((p) => p.name === 'ai-router')
     .flatMap((p) => (p.config.targets as Array<{ name?: string }> | undefined) ?? [])[0]?.name;
@@ -126,8 +176,8 @@ async function main(): Promise<void> {
     [
       '',
       `  Kong AI gateway (dev) on ${url}  — Kong 3.9 emulator, not Kong`,
-      `  config      ${configPath}`,
-      `  relay       http://127.0.0.1:${relayPort}   store: ${serverEnv.AIGW_STORE}`,
+      `  config      ${gateway.configPath}`,
+      `  relay       http://127.0.0.1:${relayPort}   store: ${gateway.store}`,
       `  provider    ${mock ? `built-in OpenAI mock at ${mock.url}` : 'as configured (no mock)'}`,
       '',
       '  try:',
@@ -142,16 +192,13 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`[kong] [notice] ${signal}: stopping\n`);
-    kong
-      .close()
-      .then(cleanup)
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
-          process.stderr.write(`${String(err)}\n`);
-          process.exit(1);
-        },
-      );
+    gateway.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`${String(err)}\n`);
+        process.exit(1);
+      },
+    );
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));

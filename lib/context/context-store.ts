@@ -10,7 +10,11 @@ export interface ContextStoreOptions {
   sweep_interval_ms: number;
 }
 
-const DEFAULTS: ContextStoreOptions = { max_age_ms: 15 * 60_000, settled_grace_ms: 30_000, sweep_interval_ms: 1_000 };
+const DEFAULTS: ContextStoreOptions = {
+  max_age_ms: 15 * 60_000,
+  settled_grace_ms: 30_000,
+  sweep_interval_ms: 1_000,
+};
 
 /**
  * The in-process map of live request contexts. Ids are 128-bit random, so a client cannot

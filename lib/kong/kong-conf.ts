@@ -1,8 +1,15 @@
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** Suite plugin names, in the order Kong should list them (the first entry starts the server). */
-export const SUITE_PLUGIN_NAMES = ['ai-router', 'ai-semantic-cache', 'ai-budget', 'ai-fallback', 'ai-metrics'] as const;
+export const SUITE_PLUGIN_NAMES = [
+  'ai-router',
+  'ai-semantic-cache',
+  'ai-budget',
+  'ai-fallback',
+  'ai-metrics',
+] as const;
 
 export interface PluginServerDef {
   name: string;
@@ -26,9 +33,15 @@ export function defaultSocketDir(): string {
   return join(tmpdir(), 'kong-ai-gateway');
 }
 
-/** The installation root: dist/lib/kong/ → three levels up. */
+/** The installation root: the nearest folder above this file holding package.json (from dist/ or source). */
 export function installationRoot(): string {
-  return resolve(__dirname, '..', '..', '..');
+  let dir = __dirname;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('installation root not found (no package.json above the suite)');
+    dir = parent;
+  }
+  return dir;
 }
 
 function shellQuote(s: string): string {
@@ -44,7 +57,13 @@ export function pluginServerDefs(options: PluginServerDefsOptions): PluginServer
   const node = options.node ?? process.execPath;
   const main = join(options.root ?? installationRoot(), 'dist', 'lib', 'kong', 'main.js');
   const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${shellQuote(v)}`);
-  const start = [...(env.length ? ['/usr/bin/env', ...env] : []), node, main, '--socket-dir', options.socketDir];
+  const start = [
+    ...(env.length ? ['/usr/bin/env', ...env] : []),
+    node,
+    main,
+    '--socket-dir',
+    options.socketDir,
+  ];
   return SUITE_PLUGIN_NAMES.map((name, i) => ({
     name,
     socket: join(options.socketDir, `${name}.sock`),

@@ -10,19 +10,12 @@
  * AIGW_LOG_FILE, AIGW_STORE, AIGW_STORE_COMMAND_TIMEOUT_MS, AIGW_MAX_BODY_BYTES,
  * AIGW_MAX_JSON_DEPTH, AIGW_DRAIN_MS.
  */
-import { mkdirSync } from 'node:fs';
-import type { Server } from 'node:net';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { suitePlugins } from '../../plugins';
-import { ContextStore } from '../context';
 import { rootLogger } from '../log/logger';
-import { startRelay } from '../relay/server';
-import { createStore, storeConfigFromEnv } from '../store';
-import { listenRpc } from './listener';
-import { pluginInfo, type Suite } from './plugin';
-import { PluginServer } from './plugin-server';
 import { defaultSocketDir } from './kong-conf';
+import { pluginInfo } from './plugin';
+import { startSuiteServer } from './suite-server';
 
 function intFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -48,43 +41,21 @@ async function serve(options: { socketDir: string; relayHost: string; relayPort:
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
   process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception'));
 
-  const contexts = new ContextStore();
-  const store = createStore(storeConfigFromEnv(process.env), logger);
-  // Wait for the first connection (bounded by the store's connect timeout); a store that is
-  // down does not stop the server: each plugin's config says what its store trouble means.
-  await store.ping().catch((err) => logger.warn({ err: String(err) }, 'store not reachable at start'));
-  const suite: Suite = {
-    contexts,
-    store,
+  const server = await startSuiteServer({
+    plugins: suitePlugins,
+    ...options,
     logger,
     limits: {
       max_body_bytes: intFromEnv('AIGW_MAX_BODY_BYTES', 10 * 1024 * 1024),
       max_json_depth: intFromEnv('AIGW_MAX_JSON_DEPTH', 64),
     },
-  };
-  const server = new PluginServer(suitePlugins, suite);
-  mkdirSync(options.socketDir, { recursive: true });
-  const sockets: Server[] = [];
-  for (const plugin of suitePlugins) {
-    sockets.push(await listenRpc(join(options.socketDir, `${plugin.name}.sock`), server, logger));
-  }
-  const relay = await startRelay({ host: options.relayHost, port: options.relayPort, contexts, logger });
-  logger.info(
-    { socket_dir: options.socketDir, relay: `${options.relayHost}:${relay.port}`, plugins: suitePlugins.map((p) => p.name) },
-    'suite server ready',
-  );
-
+  });
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'draining');
-    for (const s of sockets) s.close();
-    const drainMs = intFromEnv('AIGW_DRAIN_MS', 10_000);
-    await Promise.race([relay.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
-    server.close();
-    contexts.close();
-    await store.close().catch(() => undefined);
+    await server.close(intFromEnv('AIGW_DRAIN_MS', 10_000));
     logger.info('stopped');
     logger.flush();
     process.exit(0);
@@ -103,7 +74,10 @@ function main(): void {
     },
     strict: true,
   });
-  if (values.dump) return dump(values.dump);
+  if (values.dump) {
+    dump(values.dump);
+    return;
+  }
   serve({
     socketDir: values['socket-dir'] ?? process.env.AIGW_SOCKET_DIR ?? defaultSocketDir(),
     relayHost: values['relay-host'] ?? process.env.AIGW_RELAY_HOST ?? '127.0.0.1',

@@ -1,6 +1,7 @@
 import { GatewayError, toGatewayError } from '../errors';
 import type { Logger } from '../log/logger';
 import { configHash } from '../log/redact';
+import type { KongPDK } from './pdk';
 import {
   type EventScope,
   type Phase,
@@ -9,7 +10,6 @@ import {
   type Suite,
   type SuitePlugin,
 } from './plugin';
-import type { KongPDK } from './pdk';
 
 // kong-pdk's RPC proxy: `kong.request.getHeaders()` becomes the step {Method: 'kong.request.get_headers'}.
 // Only pdk.js is used: kong-pdk's server.js registers ts-node on load and leaks events (KONG.md §9).

@@ -1,15 +1,14 @@
 import type { TObject } from '@sinclair/typebox';
 import type { ConfigOf, PluginConfig } from '../config/define';
 import type { KongKeys } from '../config/validate';
-import type { Logger } from '../log/logger';
-import { SUITE_VERSION } from '../version';
 import type { ContextStore } from '../context';
+import type { Logger } from '../log/logger';
 import type { Store } from '../store';
+import { SUITE_VERSION } from '../version';
 import type { KongPDK } from './pdk';
 
 /** Phases a suite plugin may declare. Never `response`: it makes Kong buffer whole answers. */
 export type Phase = 'access' | 'log';
-
 
 /** Process-wide services shared by all plugins and the relay. */
 export interface Suite {

@@ -1,5 +1,5 @@
-import { GatewayError } from '../errors';
 import type { Endpoint } from '../context';
+import { GatewayError } from '../errors';
 
 export interface RequestLimitsInput {
   max_body_bytes: number;
@@ -61,7 +61,7 @@ export function parseRequestBody(
   if (endpoint === 'models') return undefined;
   if (!raw || raw.length === 0) throw new GatewayError('AIGW_BAD_REQUEST', 'request body is empty');
   if (raw.length > limits.max_body_bytes) throw tooLarge(limits);
-  const mediaType = contentType?.split(';')[0]!.trim().toLowerCase();
+  const mediaType = contentType?.split(';')[0]?.trim().toLowerCase();
   if (mediaType !== 'application/json') {
     throw new GatewayError('AIGW_UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json');
   }
@@ -81,7 +81,10 @@ export function parseRequestBody(
     throw new GatewayError('AIGW_BAD_REQUEST', 'request body must be a JSON object');
   }
   if (jsonDepth(body) > limits.max_json_depth) {
-    throw new GatewayError('AIGW_BAD_REQUEST', `request body nests deeper than ${limits.max_json_depth} levels`);
+    throw new GatewayError(
+      'AIGW_BAD_REQUEST',
+      `request body nests deeper than ${limits.max_json_depth} levels`,
+    );
   }
   checkShape(endpoint, body as Record<string, unknown>);
   return body as Record<string, unknown>;
@@ -113,7 +116,11 @@ function checkShape(endpoint: Endpoint, body: Record<string, unknown>): void {
   }
   for (const field of ['max_tokens', 'max_completion_tokens'] as const) {
     const v = body[field];
-    if (v !== undefined && v !== null && (!Number.isInteger(v) || (v as number) < 1 || (v as number) > MAX_OUTPUT_TOKENS)) {
+    if (
+      v !== undefined &&
+      v !== null &&
+      (!Number.isInteger(v) || (v as number) < 1 || (v as number) > MAX_OUTPUT_TOKENS)
+    ) {
       throw invalid(field, `'${field}' must be an integer between 1 and ${MAX_OUTPUT_TOKENS}`);
     }
   }

@@ -13,7 +13,8 @@ export const SECRET_HEADERS = new Set([
 const SECRET_KEY = /(^|[_-])(key|secret|password|token|authorization|credentials?)$|^api[_-]?key|secret/i;
 
 /** Token lookalikes inside free text: OpenAI/Anthropic style keys, bearer tokens, AWS keys. */
-const SECRET_TEXT = /\b(sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{20,})|\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}/g;
+const SECRET_TEXT =
+  /\b(sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{20,})|\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}/g;
 
 function shortHash(value: string): string {
   return createHash('sha256').update(value).digest('hex').slice(0, 8);

@@ -1,5 +1,5 @@
-import { acquireContext } from '../../lib/kong/request-context';
 import { definePlugin } from '../../lib/kong/plugin';
+import { acquireContext } from '../../lib/kong/request-context';
 import { exitWithError } from '../../lib/kong/respond';
 import { routerConfig } from '../../schemas/ai-router';
 import { resolveTargets, TargetTable } from './targets';

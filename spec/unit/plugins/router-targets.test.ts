@@ -1,4 +1,4 @@
-import { GatewayError } from '../../../lib/errors';
+import type { GatewayError } from '../../../lib/errors';
 import { resolveTargets, TargetTable } from '../../../plugins/ai-router/targets';
 import { routerConfig } from '../../../schemas/ai-router';
 
@@ -10,18 +10,27 @@ describe('resolveTargets', () => {
       config({ targets: [{ name: 'a', model: 'gpt-4o', base_url: 'http://x/v1/', api_key_env: 'K' }] }),
       { K: 'sk-abc' },
     );
-    expect(t).toMatchObject({ name: 'a', model: 'gpt-4o', base_url: 'http://x/v1', api_key: 'sk-abc', provider: 'openai' });
+    expect(t).toMatchObject({
+      name: 'a',
+      model: 'gpt-4o',
+      base_url: 'http://x/v1',
+      api_key: 'sk-abc',
+      provider: 'openai',
+    });
     expect(t!.timeouts).toEqual({ connect_ms: 5000, first_byte_ms: 60000, idle_ms: 60000, total_ms: 600000 });
   });
 
   it('names the variable, never a value, when api_key_env is unset', () => {
-    expect(() => resolveTargets(config({ targets: [{ name: 'a', model: 'm', api_key_env: 'MISSING_KEY' }] }), {})).toThrow(
-      /config\.targets\[0\]\.api_key_env: environment variable MISSING_KEY is not set/,
-    );
+    expect(() =>
+      resolveTargets(config({ targets: [{ name: 'a', model: 'm', api_key_env: 'MISSING_KEY' }] }), {}),
+    ).toThrow(/config\.targets\[0\]\.api_key_env: environment variable MISSING_KEY is not set/);
   });
 
   it('leaves the key out for keyless local servers', () => {
-    const [t] = resolveTargets(config({ targets: [{ name: 'local', model: 'llama3', base_url: 'http://127.0.0.1:11434/v1' }] }), {});
+    const [t] = resolveTargets(
+      config({ targets: [{ name: 'local', model: 'llama3', base_url: 'http://127.0.0.1:11434/v1' }] }),
+      {},
+    );
     expect(t).not.toHaveProperty('api_key');
   });
 });
@@ -39,7 +48,11 @@ describe('TargetTable', () => {
 
   it('routes by target name, then by model, then to the default', () => {
     const table = new TargetTable(targets, 'fast', true);
-    expect(table.route('smart')).toMatchObject({ targets: [{ name: 'smart' }], reason: 'target name', exposeTarget: true });
+    expect(table.route('smart')).toMatchObject({
+      targets: [{ name: 'smart' }],
+      reason: 'target name',
+      exposeTarget: true,
+    });
     expect(table.route('gpt-4o')).toMatchObject({ targets: [{ name: 'smart' }], reason: 'target model' });
     expect(table.route('unknown')).toMatchObject({ targets: [{ name: 'fast' }], reason: 'default target' });
     expect(table.route(undefined)).toMatchObject({ targets: [{ name: 'fast' }] });

@@ -1,0 +1,70 @@
+import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:net';
+import { join } from 'node:path';
+import { ContextStore } from '../context';
+import type { Logger } from '../log/logger';
+import { startRelay } from '../relay/server';
+import { createStore, type Store, storeConfigFromEnv } from '../store';
+import { listenRpc } from './listener';
+import type { RequestLimits, Suite, SuitePlugin } from './plugin';
+import { PluginServer, type PluginServerOptions } from './plugin-server';
+
+export interface SuiteServerOptions {
+  plugins: readonly SuitePlugin[];
+  socketDir: string;
+  relayHost: string;
+  /** 0 picks a free port. */
+  relayPort: number;
+  logger: Logger;
+  limits: RequestLimits;
+  env?: NodeJS.ProcessEnv;
+  pluginServer?: Partial<PluginServerOptions>;
+}
+
+export interface SuiteServer {
+  readonly plugins: PluginServer;
+  readonly contexts: ContextStore;
+  readonly store: Store;
+  readonly relayPort: number;
+  /** Stops taking Kong calls, lets in-flight answers finish (up to drainMs), frees everything. */
+  close(drainMs?: number): Promise<void>;
+}
+
+/** Every plugin on its own socket under socketDir, and the relay, in this process. */
+export async function startSuiteServer(options: SuiteServerOptions): Promise<SuiteServer> {
+  const { logger } = options;
+  const contexts = new ContextStore();
+  const store = createStore(storeConfigFromEnv(options.env ?? process.env), logger);
+  // Waits for the first connection (bounded by the store's connect timeout); a store that is
+  // down does not stop the server: each plugin's config says what store trouble means.
+  await store.ping().catch((err) => logger.warn({ err: String(err) }, 'store not reachable at start'));
+  const suite: Suite = { contexts, store, logger, limits: options.limits };
+  const plugins = new PluginServer(options.plugins, suite, options.pluginServer);
+  mkdirSync(options.socketDir, { recursive: true });
+  const sockets: Server[] = [];
+  for (const plugin of options.plugins) {
+    sockets.push(await listenRpc(join(options.socketDir, `${plugin.name}.sock`), plugins, logger));
+  }
+  const relay = await startRelay({ host: options.relayHost, port: options.relayPort, contexts, logger });
+  logger.info(
+    {
+      socket_dir: options.socketDir,
+      relay: `${options.relayHost}:${relay.port}`,
+      plugins: options.plugins.map((p) => p.name),
+    },
+    'suite server ready',
+  );
+  return {
+    plugins,
+    contexts,
+    store,
+    relayPort: relay.port,
+    async close(drainMs = 10_000) {
+      for (const s of sockets) s.close();
+      await Promise.race([relay.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
+      plugins.close();
+      contexts.close();
+      await store.close().catch(() => undefined);
+    },
+  };
+}
