@@ -21,11 +21,9 @@ export interface KongPDK {
     /** Kong 3.8+: `0` reads a body that was buffered to a temp file, with no cap. */
     getRawBody(max?: number): Promise<Uint8Array | undefined>;
   };
-  ctx: {
-    shared: {
-      get(key: string): Promise<unknown>;
-      set(key: string, value: unknown): Promise<void>;
-    };
+  nginx: {
+    /** An nginx variable (`ngx.var[name]`); not in the log phase. */
+    getVar(name: string): Promise<string | undefined>;
   };
   service: {
     request: {

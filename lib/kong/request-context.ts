@@ -1,17 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import { CONTEXT_HEADER, CONTEXT_SHARED_KEY, type RequestContext } from '../context';
+import { CONTEXT_HEADER, type RequestContext } from '../context';
+import { GatewayError } from '../errors';
 import { checkDeclaredSize, endpointOf, parseRequestBody } from '../llm/request';
 import type { KongPDK } from './pdk';
 import type { EventScope, KongKeys, Suite } from './plugin';
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** `POST /v1/chat/completions?x=1 HTTP/1.1` → method and path (nginx's $request). */
+export function parseRequestLine(line: unknown): { method: string; path: string } {
+  const [method, target] = typeof line === 'string' ? line.split(' ') : [];
+  if (!method || !target) throw new GatewayError('AIGW_BAD_REQUEST', 'malformed request line');
+  return { method, path: target.split('?')[0]! };
+}
+
 /**
- * The request's context, built once by whichever suite plugin runs first and fetched by
- * the others with one PDK call. The first plugin reads the request from Kong (headers,
- * method, path, body: four calls), parses and checks it, and publishes the context id in
- * `kong.ctx.shared` (for later plugins) and on the upstream request (for the relay).
- * Bad input throws a GatewayError (4xx) before any further work.
+ * The request's context, built once by whichever suite plugin runs first and found by the
+ * others with one PDK call. Every plugin starts with `getHeaders()`: the first finds no
+ * context header, reads the request line and the body (three more calls), checks them, and
+ * sets the context id on the upstream request with `kong.service.request.set_header` —
+ * which later plugins see in their own `getHeaders()` (Kong's set_header rewrites the
+ * request headers) and which carries the id to the relay. Bad input throws a GatewayError.
  */
 export async function acquireContext(
   kong: KongPDK,
@@ -19,7 +28,8 @@ export async function acquireContext(
   suite: Suite,
   keys: KongKeys,
 ): Promise<RequestContext> {
-  const existing = suite.contexts.get(await kong.ctx.shared.get(CONTEXT_SHARED_KEY));
+  const headers = (await kong.request.getHeaders()) ?? {};
+  const existing = suite.contexts.get(headers[CONTEXT_HEADER]?.[0]);
   if (existing) {
     event.onEnd(() => {
       existing.pdkCalls += event.roundTrips;
@@ -27,9 +37,9 @@ export async function acquireContext(
     return existing;
   }
 
-  const headers = (await kong.request.getHeaders()) ?? {};
-  const method = await kong.request.getMethod();
-  const path = await kong.request.getPath();
+  // One call for method and path: nginx's $request ("POST /v1/chat/completions HTTP/1.1")
+  // instead of get_method + get_path. ($request_line is nil in Kong 3.9.3.)
+  const { method, path } = parseRequestLine(await kong.nginx.getVar('request'));
   const endpoint = endpointOf(method, path);
   checkDeclaredSize(headers['content-length']?.[0], suite.limits);
   const raw = endpoint === 'models' ? undefined : await kong.request.getRawBody(0);
@@ -49,7 +59,6 @@ export async function acquireContext(
   event.onEnd(() => {
     ctx.pdkCalls += event.roundTrips;
   });
-  await kong.ctx.shared.set(CONTEXT_SHARED_KEY, ctx.id);
   await kong.service.request.setHeader(CONTEXT_HEADER, ctx.id);
   return ctx;
 }

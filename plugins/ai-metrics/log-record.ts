@@ -2,7 +2,7 @@ import type { RequestContext } from '../../lib/context';
 
 /** The part of `kong.log.serialize()` the log line uses. */
 export interface KongLogData {
-  request?: { id?: string };
+  request?: { id?: string; headers?: Record<string, string | string[]> };
   response?: { status?: number; size?: number };
   latencies?: { kong?: number; proxy?: number; request?: number };
   consumer?: { id?: string };
@@ -25,6 +25,8 @@ export function buildLogRecord(
   ctx: RequestContext | undefined,
   kongData: KongLogData,
   options: { log_consumer: boolean },
+  /** Round trips of the log event so far (HandleEvent and serialize). */
+  logRoundTrips = 0,
 ): Record<string, unknown> {
   const outcome = ctx?.outcome;
   return {
@@ -52,6 +54,7 @@ export function buildLogRecord(
     kong_latency_ms: kongData.latencies?.kong,
     total_latency_ms: kongData.latencies?.request,
     bytes_out: outcome?.bytes_out,
-    pdk_calls: ctx?.pdkCalls,
+    /** Kong ↔ suite server round trips for this request, all phases (HandleEvents and PDK calls). */
+    kong_round_trips: ctx ? ctx.pdkCalls + logRoundTrips : undefined,
   };
 }

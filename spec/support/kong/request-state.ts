@@ -304,6 +304,8 @@ export class KongRequest {
         return this.args === '' ? '' : '?';
       case 'request_method':
         return this.method;
+      case 'request':
+        return `${this.method} ${this.requestUri} HTTP/1.1`;
       case 'remote_addr':
       case 'realip_remote_addr':
         return this.client.remoteAddr;
