@@ -1,4 +1,4 @@
-import { GatewayError, toGatewayError } from '../errors';
+import { GatewayError } from '../errors';
 import type { Logger } from '../log/logger';
 import { configHash } from '../log/redact';
 import type { KongPDK } from './pdk';
@@ -10,6 +10,7 @@ import {
   type Suite,
   type SuitePlugin,
 } from './plugin';
+import { exitWithError } from './respond';
 
 // kong-pdk's RPC proxy: `kong.request.getHeaders()` becomes the step {Method: 'kong.request.get_headers'}.
 // Only pdk.js is used: kong-pdk's server.js registers ts-node on load and leaks events (KONG.md §9).
@@ -309,10 +310,7 @@ export class PluginServer {
       .then(() => event.complete())
       .catch((err: unknown) => {
         this.log.error({ plugin, phase: event.phase, instance: instance.id, err }, 'plugin handler failed');
-        if (event.phase === 'access' && !event.finished) {
-          const error = toGatewayError(err);
-          void kong.response.exit(error.status, error.toJSON(), { 'content-type': 'application/json' });
-        }
+        if (event.phase === 'access' && !event.finished) void exitWithError(kong, err);
         event.complete();
       })
       .finally(() => clearTimeout(timer));
@@ -332,9 +330,5 @@ export class PluginServer {
 function misconfigured(plugin: string, err: unknown): PluginInstance {
   const reason = err instanceof Error ? err.message : String(err);
   const error = new GatewayError('AIGW_CONFIG_INVALID', `plugin ${plugin} is misconfigured: ${reason}`);
-  return {
-    access: async (kong) => {
-      await kong.response.exit(error.status, error.toJSON(), { 'content-type': 'application/json' });
-    },
-  };
+  return { access: (kong) => exitWithError(kong, error) };
 }

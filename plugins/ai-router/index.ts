@@ -1,6 +1,6 @@
 import { definePlugin } from '../../lib/kong/plugin';
 import { acquireContext } from '../../lib/kong/request-context';
-import { exitWithError } from '../../lib/kong/respond';
+import { exitJson, exitWithError } from '../../lib/kong/respond';
 import { routerConfig } from '../../schemas/ai-router';
 import { resolveTargets, TargetTable } from './targets';
 
@@ -25,7 +25,7 @@ export default definePlugin({
         try {
           const ctx = await acquireContext(kong, event, suite, keys);
           if (ctx.endpoint === 'models') {
-            await kong.response.exit(200, table.modelList(), { 'content-type': 'application/json' });
+            await exitJson(kong, 200, table.modelList());
             return;
           }
           ctx.route = table.route(ctx.model);
