@@ -44,7 +44,8 @@ export function installationRoot(): string {
   return dir;
 }
 
-function shellQuote(s: string): string {
+/** POSIX shell quoting: safe words stay bare. */
+export function shellQuote(s: string): string {
   return /^[A-Za-z0-9_./:=@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
@@ -56,7 +57,7 @@ function shellQuote(s: string): string {
 export function pluginServerDefs(options: PluginServerDefsOptions): PluginServerDef[] {
   const node = options.node ?? process.execPath;
   const main = join(options.root ?? installationRoot(), 'dist', 'lib', 'kong', 'main.js');
-  const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${shellQuote(v)}`);
+  const env = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`); // quoted below, once
   const start = [
     ...(env.length ? ['/usr/bin/env', ...env] : []),
     node,
@@ -74,22 +75,24 @@ export function pluginServerDefs(options: PluginServerDefsOptions): PluginServer
 
 const confKey = (name: string) => name.replace(/-/g, '_');
 
-/** kong.conf lines. */
-export function kongConfLines(defs: PluginServerDef[]): string[] {
-  const lines = [`pluginserver_names = ${defs.map((d) => d.name).join(',')}`];
+/** `[key, value]` pairs of the kong.conf settings. */
+function confSettings(defs: PluginServerDef[]): [string, string][] {
+  const settings: [string, string][] = [['pluginserver_names', defs.map((d) => d.name).join(',')]];
   for (const d of defs) {
     const k = confKey(d.name);
-    lines.push(`pluginserver_${k}_socket = ${d.socket}`);
-    if (d.start_cmd) lines.push(`pluginserver_${k}_start_cmd = ${d.start_cmd}`);
-    lines.push(`pluginserver_${k}_query_cmd = ${d.query_cmd}`);
+    settings.push([`pluginserver_${k}_socket`, d.socket]);
+    if (d.start_cmd) settings.push([`pluginserver_${k}_start_cmd`, d.start_cmd]);
+    settings.push([`pluginserver_${k}_query_cmd`, d.query_cmd]);
   }
-  return lines;
+  return settings;
 }
 
-/** The same as KONG_* environment variables. */
+/** kong.conf lines (`#` starts a comment there; `\#` is a literal one). */
+export function kongConfLines(defs: PluginServerDef[]): string[] {
+  return confSettings(defs).map(([key, value]) => `${key} = ${value.replace(/#/g, '\\#')}`);
+}
+
+/** The same as KONG_* environment variables, as shell assignments. */
 export function kongEnvLines(defs: PluginServerDef[]): string[] {
-  return kongConfLines(defs).map((line) => {
-    const [key, value] = line.split(' = ', 2) as [string, string];
-    return `KONG_${key.toUpperCase()}=${shellQuote(value)}`;
-  });
+  return confSettings(defs).map(([key, value]) => `KONG_${key.toUpperCase()}=${shellQuote(value)}`);
 }

@@ -1,0 +1,839 @@
+/**
+ * Benchmark: what the plugin suite adds to a Kong route, side by side in one run.
+ *
+ *   npm run bench                                  dev gateway (Kong emulator + real suite server)
+ *   npm run bench -- --kong-lab /work/kong-lab-out also a real Kong 3.9.3 from the Kong lab (or KONG_LAB=...)
+ *   npm run bench -- --requests 20000              shorter memory phase (default 100000)
+ *
+ * Per gateway, three routes on the same gateway and one mock (its own process):
+ *   baseline     no plugins, the service is the OpenAI mock
+ *   suite        all five plugins, the service is the relay (→ mock), ai-metrics logs each request
+ *   suite-nolog  the same with ai-metrics `log_requests: false`
+ * and `direct` (the mock without any gateway) for reference. Each is measured non-streaming
+ * and streaming, back-to-back at each concurrency and paced (a pause after every answer),
+ * each phase bounded in requests and seconds. Then a long phase on the suite route measures
+ * the suite server's memory. Results: a table on stdout, docs/benchmarks.md (between the
+ * bench markers) and docs/benchmarks.json.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import {
+  createReadStream,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { installationRoot } from '../lib/kong/kong-conf';
+import { KongLab, waitForLab } from './bench/kong-lab';
+import { type LoadResult, type LoadSpec, percentile, runLoad } from './bench/load';
+import {
+  type CpuProfile,
+  cpuMs,
+  cpuMsOf,
+  InspectorSession,
+  machineBusyMs,
+  memory,
+  summarizeProfile,
+} from './bench/procstat';
+import {
+  type Dist,
+  type MemoryCheckpoint,
+  type MemoryResult,
+  type Mode,
+  type PhaseResult,
+  type ProfileResult,
+  type Run,
+  renderMarkdown,
+  type Shape,
+  type TargetName,
+} from './bench/report';
+
+const USAGE = `usage: npm run bench -- [options]
+  --requests N          requests of the memory phase (default 100000)
+  --phase-requests N    measured requests per phase (default 2000)
+  --phase-seconds S     time cap per phase (default 6)
+  --warmup N            warm-up requests per phase (default 200)
+  --concurrency LIST    back-to-back concurrencies (default 8,32)
+  --paced LIST          paced loads as CONC:PAUSE_MS (default 1:20,8:20)
+  --chunk-delay-ms N    mock delay between SSE chunks (default 1)
+  --kong-lab DIR        also measure a real Kong from this Kong lab (env KONG_LAB)
+  --kong-lab-scripts D  folder of the lab's start.sh/stop.sh (default /work/shared/kong-lab)
+  --kong-wait S         how long to wait for the lab to be free (default 900)
+  --only dev|kong       one gateway only
+  --out FILE            Markdown results (default docs/benchmarks.md; "-" for none)
+  --json FILE           raw JSON (default docs/benchmarks.json; "-" for none)
+  --no-profile          skip the CPU profiles of the suite server (taken after the measured phases)
+  --keep                keep the work folder (logs, configs, .cpuprofile files)`;
+
+const MOCK_KEY = 'sk-bench-mock-key-0000000000000000';
+const MODEL = 'gpt-4o-mini';
+/** 16 words: 16 content chunks in a stream (plus the role chunk and the finish chunk). */
+const ANSWER =
+  'The quick brown fox jumps over the lazy dog while seven wizards quietly judge boxing matches tonight.';
+const ANSWER_WORDS = ANSWER.split(/\s+/).length;
+const PROMPT = 'Say something short about foxes and dogs.';
+const HOSTS: Record<Exclude<TargetName, 'direct'>, string> = {
+  baseline: 'baseline.bench',
+  suite: 'suite.bench',
+  'suite-nolog': 'suite-nolog.bench',
+};
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function forkChild(
+  script: string,
+  start: object,
+): Promise<{ child: ChildProcess; ready: Record<string, unknown> }> {
+  const child = fork(path.join(__dirname, 'bench', script), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null) =>
+      reject(new Error(`${script} exited with ${code} before it was ready`));
+    child.once('exit', onExit);
+    child.once('message', (msg: Record<string, unknown>) => {
+      child.off('exit', onExit);
+      if (msg['type'] === 'ready') resolve({ child, ready: msg });
+      else reject(new Error(`${script}: ${String(msg['message'])}`));
+    });
+    child.send(start);
+  });
+}
+
+function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    child.once('message', (msg: Record<string, unknown>) => resolve(msg));
+    child.send({ type });
+  });
+}
+
+function closeChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (child.connected) child.send({ type: 'close' });
+    else child.kill('SIGTERM');
+  });
+}
+
+/** The same routes for both gateways. */
+function declarative(mockOrigin: string, relayPort: number): object {
+  const suitePlugins = (logRequests: boolean) => [
+    { name: 'ai-semantic-cache' },
+    {
+      name: 'ai-router',
+      config: {
+        // The mock's key (not a secret) as a literal, so both gateways resolve it alike.
+        targets: [{ name: MODEL, model: MODEL, base_url: `${mockOrigin}/v1`, api_key: MOCK_KEY }],
+        default_target: MODEL,
+      },
+    },
+    { name: 'ai-budget' },
+    { name: 'ai-fallback' },
+    { name: 'ai-metrics', config: { log_requests: logRequests } },
+  ];
+  const route = (name: string) => ({
+    name,
+    hosts: [HOSTS[name as keyof typeof HOSTS]],
+    paths: ['/v1'],
+    strip_path: false,
+  });
+  const relay = `http://127.0.0.1:${relayPort}`;
+  const timeouts = { read_timeout: 600_000, write_timeout: 600_000 };
+  return {
+    _format_version: '3.0',
+    services: [
+      { name: 'baseline', url: mockOrigin, ...timeouts, routes: [route('baseline')] },
+      { name: 'suite', url: relay, ...timeouts, routes: [route('suite')], plugins: suitePlugins(true) },
+      {
+        name: 'suite-nolog',
+        url: relay,
+        ...timeouts,
+        routes: [route('suite-nolog')],
+        plugins: suitePlugins(false),
+      },
+    ],
+  };
+}
+
+interface Gateway {
+  name: string;
+  origin: string;
+  version: string;
+  logFile: string;
+  suitePid(): number | undefined;
+  gatewayPids(): number[];
+  /** Emulator round-trip counters (dev gateway only). */
+  resetRoundTrips?(): Promise<void>;
+  roundTrips?(): Promise<Record<string, number>>;
+  close(): Promise<void>;
+}
+
+async function startDev(mockOrigin: string, workDir: string): Promise<Gateway> {
+  const port = await freePort();
+  const relayPort = await freePort();
+  const logFile = path.join(workDir, 'suite-dev.log');
+  const { child, ready } = await forkChild('gateway-process.js', {
+    type: 'start',
+    config: declarative(mockOrigin, relayPort),
+    port,
+    relayPort,
+    env: { AIGW_LOG_LEVEL: 'info', AIGW_LOG_FILE: logFile, AIGW_STORE: 'memory' },
+  });
+  const suitePid = ready['suitePid'] as number;
+  return {
+    name: 'dev gateway',
+    origin: `http://127.0.0.1:${port}`,
+    version: 'Kong 3.9 emulator (spec/support/kong), Node',
+    logFile,
+    suitePid: () => suitePid,
+    gatewayPids: () => [child.pid!],
+    async resetRoundTrips() {
+      await ask(child, 'stats-reset');
+    },
+    async roundTrips() {
+      const stats = await ask(child, 'stats-get');
+      return stats['roundTrips'] as Record<string, number>;
+    },
+    close: () => closeChild(child),
+  };
+}
+
+async function startKong(
+  mockOrigin: string,
+  workDir: string,
+  lab: string,
+  scripts: string,
+  waitS: number,
+): Promise<Gateway | undefined> {
+  if (!(await waitForLab(lab, waitS, log))) {
+    log(`Kong lab still busy after ${waitS} s: real Kong skipped`);
+    return undefined;
+  }
+  const relayPort = await freePort();
+  const logFile = path.join(workDir, 'suite-kong.log');
+  const kong = await KongLab.start({
+    lab,
+    scripts,
+    workDir,
+    socketDir: path.join(workDir, 'sockets'),
+    proxyPort: await freePort(),
+    adminPort: await freePort(),
+    declarative: declarative(mockOrigin, relayPort),
+    serverEnv: {
+      AIGW_RELAY_PORT: String(relayPort),
+      AIGW_LOG_FILE: logFile,
+      AIGW_LOG_LEVEL: 'info',
+      AIGW_STORE: 'memory',
+    },
+    log,
+  });
+  try {
+    // Until every route answers (the plugin servers start asynchronously).
+    let version = 'Kong';
+    const until = Date.now() + 30_000;
+    for (const target of ['baseline', 'suite'] as const) {
+      for (;;) {
+        // undici's request, not fetch: fetch drops the Host header the routes match on.
+        const res = await request(`${kong.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: requestHeaders(target),
+          body: JSON.stringify(requestBody(false)),
+        }).catch((err: Error) => ({ statusCode: 0, headers: {}, body: { text: async () => err.message } }));
+        const text = await res.body.text();
+        if (res.statusCode === 200) {
+          const via = res.headers['via'] ?? res.headers['server'];
+          if (via) version = String(via);
+          break;
+        }
+        if (Date.now() > until) throw new Error(`real Kong: ${target} route answers ${res.statusCode}: ${text}`);
+        await sleep(250);
+      }
+    }
+    return {
+      name: 'Kong 3.9.3',
+      origin: kong.url,
+      version: `${version.replace(/^1\.1 /, '')} (Kong lab, DB-less, 2 nginx workers)`,
+      logFile,
+      suitePid: () => kong.suitePid(),
+      gatewayPids() {
+        return kong.nginxPids(kong.suitePid());
+      },
+      close: () => kong.stop(),
+    };
+  } catch (err) {
+    await kong.stop();
+    throw err;
+  }
+}
+
+function requestBody(stream: boolean): object {
+  return { model: MODEL, messages: [{ role: 'user', content: PROMPT }], ...(stream ? { stream: true } : {}) };
+}
+
+function requestHeaders(target: TargetName): Record<string, string> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  // The baseline and direct calls carry the provider key themselves; the suite adds it from its config.
+  if (target === 'direct' || target === 'baseline') headers['authorization'] = `Bearer ${MOCK_KEY}`;
+  if (target !== 'direct') headers['host'] = HOSTS[target];
+  return headers;
+}
+
+function dist(values: number[]): Dist | undefined {
+  if (values.length === 0) return undefined;
+  return {
+    p50: percentile(values, 50),
+    p90: percentile(values, 90),
+    p99: percentile(values, 99),
+    max: percentile(values, 100),
+    n: values.length,
+  };
+}
+
+/** ai-metrics lines written after `offset`: histogram of kong_round_trips, and the count. */
+async function logRoundTrips(
+  file: string,
+  offset: number,
+): Promise<{ hist: Record<string, number>; lines: number }> {
+  const hist: Record<string, number> = {};
+  let lines = 0;
+  if (!existsSync(file)) return { hist, lines };
+  const rl = createInterface({
+    input: createReadStream(file, { start: offset }),
+    crlfDelay: Number.POSITIVE_INFINITY,
+  });
+  for await (const line of rl) {
+    if (!line.includes('"kong_round_trips"')) continue;
+    try {
+      const rec = JSON.parse(line) as { kong_round_trips?: number };
+      if (typeof rec.kong_round_trips === 'number') {
+        hist[rec.kong_round_trips] = (hist[rec.kong_round_trips] ?? 0) + 1;
+        lines++;
+      }
+    } catch {
+      // a line cut by the read; the next read gets it whole
+    }
+  }
+  return { hist, lines };
+}
+
+const fileSize = (file: string) => (existsSync(file) ? statSync(file).size : 0);
+
+interface Settings {
+  phaseRequests: number;
+  phaseSeconds: number;
+  warmup: number;
+  shapes: Shape[];
+  memoryRequests: number;
+  profile: boolean;
+  workDir: string;
+}
+
+async function runPhase(
+  gw: Gateway,
+  mockOrigin: string,
+  mockPid: number,
+  target: TargetName,
+  mode: Mode,
+  shape: Shape,
+  s: Settings,
+): Promise<PhaseResult> {
+  const stream = mode === 'stream';
+  const origin = target === 'direct' ? mockOrigin : gw.origin;
+  let cpu0 = { suite: 0, gateway: 0, mock: 0, machine: 0 };
+  let cpu1 = { suite: 0, gateway: 0, mock: 0, machine: 0, wall: 1 };
+  let logOffset = 0;
+  let t0 = 0;
+  const spec: LoadSpec = {
+    origin,
+    path: '/v1/chat/completions',
+    headers: requestHeaders(target),
+    body: JSON.stringify(requestBody(stream)),
+    stream,
+    concurrency: shape.concurrency,
+    requests: s.phaseRequests,
+    maxSeconds: s.phaseSeconds,
+    thinkMs: shape.thinkMs,
+    warmup: s.warmup,
+    expectContentEvents: ANSWER_WORDS,
+    expectText: ANSWER,
+  };
+  const result: LoadResult = await runLoad(spec, {
+    async beforeMeasure() {
+      await sleep(100); // log phases of the warm-up finish
+      await gw.resetRoundTrips?.();
+      logOffset = fileSize(gw.logFile);
+      cpu0 = {
+        suite: cpuMs(gw.suitePid()),
+        gateway: cpuMsOf(gw.gatewayPids()),
+        mock: cpuMs(mockPid),
+        machine: machineBusyMs(),
+      };
+      t0 = Date.now();
+    },
+    afterMeasure() {
+      const wall = Date.now() - t0;
+      cpu1 = {
+        suite: cpuMs(gw.suitePid()),
+        gateway: cpuMsOf(gw.gatewayPids()),
+        mock: cpuMs(mockPid),
+        machine: machineBusyMs(),
+        wall,
+      };
+    },
+  });
+  const n = Math.max(1, result.requests);
+  const per = (a: number, b: number) => (1000 * (b - a)) / n;
+  const cpuUs = {
+    suite: target.startsWith('suite') ? per(cpu0.suite, cpu1.suite) : Number.NaN,
+    gateway: target === 'direct' ? Number.NaN : per(cpu0.gateway, cpu1.gateway),
+    mock: per(cpu0.mock, cpu1.mock),
+    generator: (1000 * result.generatorCpuMs) / n,
+  };
+  const totalCpuMs =
+    (target.startsWith('suite') ? cpu1.suite - cpu0.suite : 0) +
+    (target === 'direct' ? 0 : cpu1.gateway - cpu0.gateway) +
+    (cpu1.mock - cpu0.mock) +
+    result.generatorCpuMs;
+  let roundTrips: PhaseResult['roundTrips'] = {};
+  let logLines: number | undefined;
+  if (target !== 'direct' && gw.roundTrips) roundTrips.emulator = await gw.roundTrips();
+  if (target === 'suite') {
+    // The ai-metrics lines of the last requests are written after their answers.
+    for (let i = 0; i < 30; i++) {
+      const got = await logRoundTrips(gw.logFile, logOffset);
+      roundTrips = { ...roundTrips, log: got.hist };
+      logLines = got.lines;
+      if (got.lines >= result.requests) break;
+      await sleep(100);
+    }
+  }
+  return {
+    gateway: gw.name,
+    mode,
+    shape,
+    target,
+    requests: result.requests,
+    errors: result.errors,
+    firstError: result.firstError,
+    wallMs: result.wallMs,
+    rps: (1000 * result.requests) / result.wallMs,
+    latency: dist(result.latency) ?? {
+      p50: Number.NaN,
+      p90: Number.NaN,
+      p99: Number.NaN,
+      max: Number.NaN,
+      n: 0,
+    },
+    ttfb: dist(result.ttfb),
+    ttft: dist(result.ttft),
+    gap: dist(result.gaps),
+    cpuUs,
+    coresBusy: totalCpuMs / cpu1.wall,
+    // Whatever else ran on the machine meanwhile (other engineers' tests, the idle suite server...).
+    foreignCores: Math.max(0, (cpu1.machine - cpu0.machine - totalCpuMs) / cpu1.wall),
+    roundTrips,
+    logLines,
+  };
+}
+
+async function memoryPhase(gw: Gateway, s: Settings, maxSeconds: number): Promise<MemoryResult> {
+  const pid = gw.suitePid();
+  if (!pid) throw new Error(`${gw.name}: suite server pid unknown`);
+  const probe = await InspectorSession.open(pid);
+  const heapNote = probe instanceof InspectorSession ? undefined : probe.error;
+  const checkpoints: MemoryCheckpoint[] = [];
+  const checkpoint = async (requests: number) => {
+    const heap = probe instanceof InspectorSession ? await probe.heap().catch(() => undefined) : undefined;
+    const m = memory(pid);
+    checkpoints.push({
+      requests,
+      rss: m?.rss ?? Number.NaN,
+      hwm: m?.hwm ?? Number.NaN,
+      heapUsed: heap?.heapUsed,
+      heapTotal: heap?.heapTotal,
+      external: heap?.external,
+    });
+    log(
+      `  memory after ${requests} requests: RSS ${((m?.rss ?? 0) / 2 ** 20).toFixed(1)} MiB` +
+        (heap ? `, heap used ${(heap.heapUsed / 2 ** 20).toFixed(1)} MiB` : ''),
+    );
+  };
+  await checkpoint(0);
+  const segments = 10;
+  const perSegment = Math.max(2, Math.ceil(s.memoryRequests / segments));
+  const deadline = Date.now() + maxSeconds * 1000;
+  let done = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  let wallMs = 0;
+  const cpu0 = cpuMs(pid);
+  for (let i = 0; i < segments && Date.now() < deadline; i++) {
+    const left = Math.max(1, (deadline - Date.now()) / 1000);
+    const common = {
+      origin: gw.origin,
+      path: '/v1/chat/completions',
+      headers: requestHeaders('suite'),
+      concurrency: 16,
+      maxSeconds: left,
+      thinkMs: 0,
+      warmup: 0,
+      expectContentEvents: ANSWER_WORDS,
+      expectText: ANSWER,
+    };
+    const results = await Promise.all([
+      runLoad({
+        ...common,
+        body: JSON.stringify(requestBody(false)),
+        stream: false,
+        requests: Math.ceil(perSegment / 2),
+      }),
+      runLoad({
+        ...common,
+        body: JSON.stringify(requestBody(true)),
+        stream: true,
+        requests: Math.floor(perSegment / 2),
+      }),
+    ]);
+    for (const r of results) {
+      done += r.requests;
+      errors += r.errors;
+      firstError ??= r.firstError;
+    }
+    wallMs += Math.max(...results.map((r) => r.wallMs));
+    await sleep(200); // in-flight log phases end
+    await checkpoint(done);
+  }
+  const cpu1 = cpuMs(pid);
+  if (probe instanceof InspectorSession) probe.close();
+  const first = checkpoints[1] ?? checkpoints[0]!;
+  const last = checkpoints[checkpoints.length - 1]!;
+  const heapSlope =
+    last.heapUsed !== undefined && first.heapUsed !== undefined && last.requests > first.requests
+      ? (last.heapUsed - first.heapUsed) / (last.requests - first.requests)
+      : undefined;
+  const rssGrowth = last.rss - first.rss;
+  // Flat: after warm-up (the first segment), the heap after GC grows by less than 10 bytes per
+  // request (1 MB per 100k) and RSS by less than 16 MiB.
+  const flat = (heapSlope === undefined || heapSlope < 10) && rssGrowth < 16 * 2 ** 20;
+  return {
+    gateway: gw.name,
+    requests: done,
+    errors,
+    firstError,
+    wallMs,
+    rps: (1000 * done) / wallMs,
+    checkpoints,
+    heapNote,
+    heapSlope,
+    rssGrowth,
+    flat,
+    suiteCpuUs: (1000 * (cpu1 - cpu0)) / Math.max(1, done),
+  };
+}
+
+/** A CPU profile of the suite server under load (suite route, back-to-back, c=8): where its time goes. */
+async function profilePhase(gw: Gateway, s: Settings, mode: Mode, workDir: string): Promise<ProfileResult> {
+  const pid = gw.suitePid();
+  const session = pid ? await InspectorSession.open(pid) : { error: 'suite server pid unknown' };
+  if (!(session instanceof InspectorSession)) return { gateway: gw.name, mode, error: session.error };
+  try {
+    await session.send('Profiler.enable');
+    await session.send('Profiler.setSamplingInterval', { interval: 200 });
+    await session.send('Profiler.start');
+    const stream = mode === 'stream';
+    const r = await runLoad({
+      origin: gw.origin,
+      path: '/v1/chat/completions',
+      headers: requestHeaders('suite'),
+      body: JSON.stringify(requestBody(stream)),
+      stream,
+      concurrency: 8,
+      requests: s.phaseRequests,
+      maxSeconds: s.phaseSeconds,
+      thinkMs: 0,
+      warmup: 0,
+      expectContentEvents: ANSWER_WORDS,
+      expectText: ANSWER,
+    });
+    const { profile } = await session.send<{ profile: CpuProfile }>('Profiler.stop');
+    await session.send('Profiler.disable');
+    const file = path.join(workDir, `suite-${gw.name.replace(/\W+/g, '-')}-${mode}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    return { gateway: gw.name, mode, requests: r.requests, ...summarizeProfile(profile, installationRoot()) };
+  } finally {
+    session.close();
+  }
+}
+
+async function runGateway(
+  gw: Gateway,
+  mockOrigin: string,
+  mockPid: number,
+  s: Settings,
+  memorySeconds: number,
+): Promise<{ phases: PhaseResult[]; memory?: MemoryResult; profiles: ProfileResult[] }> {
+  const phases: PhaseResult[] = [];
+  const targets: TargetName[] = ['direct', 'baseline', 'suite', 'suite-nolog'];
+  for (const mode of ['json', 'stream'] as const) {
+    for (const shape of s.shapes) {
+      for (const target of targets) {
+        const p = await runPhase(gw, mockOrigin, mockPid, target, mode, shape, s);
+        phases.push(p);
+        log(
+          `  ${gw.name} ${mode} ${shape.name} ${target}: ${p.requests} req, ${p.errors} err, ` +
+            `${p.rps.toFixed(0)} req/s, p50 ${p.latency.p50.toFixed(2)} ms, p99 ${p.latency.p99.toFixed(2)} ms` +
+            (p.ttfb ? `, TTFB p50 ${p.ttfb.p50.toFixed(2)} ms` : '') +
+            (target.startsWith('suite') ? `, suite CPU ${p.cpuUs.suite.toFixed(0)} µs/req` : '') +
+            (p.firstError ? ` [${p.firstError}]` : ''),
+        );
+      }
+    }
+  }
+  let mem: MemoryResult | undefined;
+  if (s.memoryRequests > 0) {
+    log(`  ${gw.name}: memory phase, ${s.memoryRequests} requests`);
+    mem = await memoryPhase(gw, s, memorySeconds);
+  }
+  const profiles: ProfileResult[] = [];
+  if (s.profile) {
+    for (const mode of ['json', 'stream'] as const) {
+      log(`  ${gw.name}: CPU profile of the suite server, ${mode}`);
+      profiles.push(await profilePhase(gw, s, mode, s.workDir));
+    }
+  }
+  return { phases, memory: mem, profiles };
+}
+
+function machine(): string {
+  const cpus = os.cpus();
+  let distro = '';
+  try {
+    distro = /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? '';
+  } catch {
+    // not Linux
+  }
+  return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${distro || os.type()} (kernel ${os.release()})`;
+}
+
+/** Replaces the text between the bench markers (or writes the file with just that part). */
+function writeMarkdown(file: string, body: string): void {
+  const begin = '<!-- bench:begin (generated by npm run bench; edits inside are overwritten) -->';
+  const end = '<!-- bench:end -->';
+  const block = `${begin}\n${body}${end}`;
+  if (existsSync(file)) {
+    const text = readFileSync(file, 'utf8');
+    const i = text.indexOf('<!-- bench:begin');
+    const j = text.indexOf(end);
+    if (i !== -1 && j !== -1) {
+      writeFileSync(file, text.slice(0, i) + block + text.slice(j + end.length));
+      return;
+    }
+    writeFileSync(file, `${text.trimEnd()}\n\n${block}\n`);
+    return;
+  }
+  writeFileSync(file, `# Benchmarks\n\n${block}\n`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      requests: { type: 'string', default: '100000' },
+      'phase-requests': { type: 'string', default: '2000' },
+      'phase-seconds': { type: 'string', default: '6' },
+      warmup: { type: 'string', default: '200' },
+      concurrency: { type: 'string', default: '8,32' },
+      paced: { type: 'string', default: '1:20,8:20' },
+      'chunk-delay-ms': { type: 'string', default: '1' },
+      'kong-lab': { type: 'string', default: process.env.KONG_LAB },
+      'kong-lab-scripts': {
+        type: 'string',
+        default: process.env.KONG_LAB_SCRIPTS ?? '/work/shared/kong-lab',
+      },
+      'kong-wait': { type: 'string', default: '900' },
+      'memory-seconds': { type: 'string', default: '240' },
+      only: { type: 'string' },
+      out: { type: 'string', default: 'docs/benchmarks.md' },
+      json: { type: 'string', default: 'docs/benchmarks.json' },
+      keep: { type: 'boolean', default: false },
+      'no-profile': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const num = (name: keyof typeof values) => {
+    const n = Number(values[name]);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number\n${USAGE}`);
+    return n;
+  };
+  const shapes: Shape[] = [
+    ...String(values.concurrency)
+      .split(',')
+      .filter(Boolean)
+      .map((c) => ({ name: `b2b-c${c}`, concurrency: Number(c), thinkMs: 0 })),
+    ...String(values.paced)
+      .split(',')
+      .filter(Boolean)
+      .map((p) => {
+        const [c, pause] = p.split(':').map(Number);
+        return { name: `paced${pause}-c${c}`, concurrency: c!, thinkMs: pause ?? 20 };
+      }),
+  ];
+  const settings: Settings = {
+    phaseRequests: num('phase-requests'),
+    phaseSeconds: num('phase-seconds'),
+    warmup: num('warmup'),
+    shapes,
+    memoryRequests: num('requests'),
+    profile: !values['no-profile'],
+    workDir: '',
+  };
+  const chunkDelayMs = num('chunk-delay-ms');
+  const lab = values['kong-lab'];
+  const wantDev = values.only !== 'kong';
+  const wantKong = values.only !== 'dev' && lab !== undefined && lab !== '';
+  if (values.only === 'kong' && !lab) throw new Error('--only kong needs --kong-lab DIR');
+
+  const root = installationRoot();
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'aigw-bench-'));
+  settings.workDir = workDir;
+  const started = new Date();
+  const notes: string[] = [];
+  const run: Run = {
+    info: {
+      date: started.toISOString(),
+      command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+      machine: machine(),
+      node: process.version,
+      settings: {
+        'measured requests per phase ≤': settings.phaseRequests,
+        'seconds per phase ≤': settings.phaseSeconds,
+        'warm-up requests per phase': settings.warmup,
+        'mock chunk delay ms': chunkDelayMs,
+        'stream chunks': ANSWER_WORDS + 2,
+        'memory phase requests': settings.memoryRequests,
+      },
+      notes,
+    },
+    phases: [],
+    memory: [],
+    profiles: [],
+  };
+
+  let mockChild: ChildProcess | undefined;
+  let current: Gateway | undefined;
+  const cleanup = async () => {
+    await current?.close().catch(() => undefined);
+    current = undefined;
+    await closeChild(mockChild);
+  };
+  let interrupted = false;
+  const onSignal = (sig: string) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: stopping`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  try {
+    const mock = await forkChild('mock-process.js', {
+      type: 'start',
+      apiKey: MOCK_KEY,
+      chunkDelayMs,
+      answer: ANSWER,
+    });
+    mockChild = mock.child;
+    const mockOrigin = new URL(String(mock.ready['url'])).origin;
+    const mockPid = mock.ready['pid'] as number;
+    log(`mock at ${mockOrigin} (pid ${mockPid}); work folder ${workDir}`);
+
+    const measure = async (gw: Gateway) => {
+      current = gw;
+      log(`${gw.name} at ${gw.origin}: ${gw.version}; suite server pid ${gw.suitePid()}`);
+      const {
+        phases,
+        memory: mem,
+        profiles,
+      } = await runGateway(gw, mockOrigin, mockPid, settings, num('memory-seconds'));
+      run.phases.push(...phases);
+      run.profiles.push(...profiles);
+      if (mem) run.memory.push(mem);
+      await gw.close();
+      current = undefined;
+    };
+    if (wantDev) await measure(await startDev(mockOrigin, workDir));
+    if (wantKong) {
+      const kong = await startKong(
+        mockOrigin,
+        workDir,
+        lab!,
+        String(values['kong-lab-scripts']),
+        num('kong-wait'),
+      );
+      if (kong) {
+        run.info.kong = kong.version;
+        await measure(kong);
+      } else notes.push(`Real Kong skipped: the Kong lab at ${lab} stayed busy (another Kong ran from it).`);
+    } else notes.push('No real Kong in this run (`--kong-lab DIR` adds it).');
+  } finally {
+    await cleanup();
+  }
+
+  notes.push(
+    'Processes: the load generator (this process, undici, keep-alive), the mock (its own process), ' +
+      'the gateway (emulator process, or Kong’s nginx master + workers) and the suite server share the 2 cores; ' +
+      '"cores busy" is their summed CPU time over the wall time of the phase.',
+    'Latency is to the last byte of the answer; TTFB to the first body byte; TTFT to the first SSE event ' +
+      'with content; gap = time between SSE events as the client reads them. Suite-server log level info: ' +
+      'the `suite` route writes one ai-metrics line per request to AIGW_LOG_FILE, `suite-nolog` has ' +
+      '`log_requests: false`.',
+  );
+  const markdown = renderMarkdown(run);
+  process.stdout.write(`\n${markdown}`);
+  const outFile = String(values.out);
+  if (outFile !== '-') writeMarkdown(path.resolve(root, outFile), markdown);
+  const jsonFile = String(values.json);
+  if (jsonFile !== '-') writeFileSync(path.resolve(root, jsonFile), `${JSON.stringify(run, null, 1)}\n`);
+  if (!values.keep) rmSync(workDir, { recursive: true, force: true });
+  else log(`work folder kept: ${workDir}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(
+      `bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);
