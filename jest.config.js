@@ -2,7 +2,7 @@
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/spec'],
-  testMatch: ['**/*.test.ts'],
+  testMatch: ['**/*.test.ts', '!**/spec/kong/**'], // spec/kong needs a real Kong: npm run test:kong
   transform: {
     '^.+\\.ts$': [
       '@swc/jest',

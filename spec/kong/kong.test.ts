@@ -1,0 +1,177 @@
+/**
+ * What only a real Kong can show (`npm run test:kong`): Kong registers the five plugins from
+ * their query commands, refuses an invalid config at load naming the field, and costs the
+ * round trips docs/decisions.md §2 counts. Runs on the kong-lab build (spec/kong/support.ts).
+ */
+import { SUITE_PLUGIN_NAMES } from '../../lib/kong/kong-conf';
+import { chat, KEY, scenarioConfig } from '../e2e/scenarios';
+import { type ProviderMock, rawRequest, startOpenAIMock } from '../support/providers';
+import { KONG_START_TIMEOUT_MS, KongLab, kongVersion } from './support';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
+  let mock: ProviderMock;
+  let kong: KongLab;
+
+  beforeAll(async () => {
+    mock = await startOpenAIMock({ apiKey: KEY });
+    const base = scenarioConfig(mock.url);
+    kong = await KongLab.start({
+      // The scenarios' routes a and b, plus a route whose ai-router config breaks a rule across
+      // fields (default_target names no target): Kong's schema accepts it, the suite refuses it.
+      declarative: (relayPort) => {
+        const config = base(relayPort) as { services: Array<{ routes: unknown[] }> };
+        config.services[0]!.routes.push({
+          name: 'bad',
+          paths: ['/bad/v1'],
+          strip_path: false,
+          plugins: [
+            {
+              name: 'ai-router',
+              config: {
+                targets: [{ name: 't', model: 'gpt-4o-mini', base_url: mock.url, api_key: KEY }],
+                default_target: 'nowhere',
+              },
+            },
+          ],
+        });
+        return config;
+      },
+      serverEnv: { AIGW_LOG_LEVEL: 'info' }, // ai-metrics logs its request lines at info
+      // The README's advice caps bodies in Kong too; 1m here so a test can cross it cheaply.
+      kongEnv: { KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE: '1m' },
+    });
+  }, KONG_START_TIMEOUT_MS);
+  afterAll(async () => {
+    await kong?.stop();
+    await mock?.close();
+  }, KONG_START_TIMEOUT_MS);
+
+  it('registers all five plugins (admin GET /plugins/enabled) with their schemas', async () => {
+    const enabled = (await (await fetch(`${kong.adminUrl}/plugins/enabled`)).json()) as {
+      enabled_plugins: string[];
+    };
+    for (const name of SUITE_PLUGIN_NAMES) expect(enabled.enabled_plugins).toContain(name);
+    const schema = await fetch(`${kong.adminUrl}/plugins/schema/ai-router`);
+    expect(schema.status).toBe(200);
+    expect(JSON.stringify(await schema.json())).toContain('default_target');
+  });
+
+  /** The ai-metrics line of the request Kong served with this x-kong-request-id. */
+  async function metricsLine(kongRequestId: string): Promise<Record<string, unknown>> {
+    // Kong runs the log phase from a timer after the response: the line comes a little later.
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const line = kong
+        .suiteLog()
+        .find((l) => l.type === 'ai_request' && l.kong_request_id === kongRequestId);
+      if (line) return line;
+      if (Date.now() > deadline)
+        throw new Error(`no ai-metrics line for request ${kongRequestId}\n${kong.diagnostics()}`);
+      await sleep(50);
+    }
+  }
+
+  it.each([
+    ['a JSON answer', false],
+    ['a streamed answer', true],
+  ])('%s costs 7 Kong round trips with ai-router + ai-metrics (docs/decisions.md §2)', async (_n, stream) => {
+    const res = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, {
+      body: { ...chat('count my round trips'), stream },
+    });
+    expect(res.status).toBe(200);
+    const id = res.headers['x-kong-request-id'];
+    expect(typeof id).toBe('string');
+    const line = await metricsLine(id as string);
+    expect(line).toMatchObject({ status: 200, stream, target: 'target-a', end: 'complete' });
+    // ai-router: HandleEvent + getHeaders, nginx $request, getRawBody, set_header = 5;
+    // ai-metrics (log phase): HandleEvent + serialize = 2. The others declare no phase.
+    expect(line.kong_round_trips).toBe(7);
+  });
+
+  it('replaces a client’s own x-aigw-context header: the relay sees only ids the plugins issued', async () => {
+    const res = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, {
+      headers: { 'x-aigw-context': 'forged-by-the-client' },
+      body: chat('smuggle'),
+    });
+    expect(res.status).toBe(200);
+    // And the relay itself refuses a request that did not come through the plugins.
+    const direct = await rawRequest(`http://127.0.0.1:${kong.relayPort}/a/v1/chat/completions`, {
+      headers: { 'x-aigw-context': 'forged-by-the-client' },
+      body: chat('bypass Kong'),
+    });
+    expect(direct.status).toBe(403);
+    expect(JSON.parse(direct.text)).toMatchObject({ error: { code: 'AIGW_CONTEXT_REQUIRED' } });
+  });
+
+  it('Kong’s own body cap (nginx_http_client_max_body_size) answers before any plugin, in Kong’s shape', async () => {
+    // Below Kong's cap and above its 8 KiB buffer: read from nginx's temp file, answered.
+    const fits = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, {
+      body: chat('word '.repeat(150_000)), // ~750 KiB
+    });
+    expect(fits.status).toBe(200);
+    // Above Kong's cap (and below AIGW_MAX_BODY_BYTES, 10 MiB): nginx refuses it, Kong's error
+    // handler answers with its own JSON body, not the OpenAI shape (docs/kong-compat.md).
+    const tooBig = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, {
+      body: chat('x'.repeat(1536 * 1024)),
+    });
+    expect(tooBig.status).toBe(413);
+    expect(JSON.parse(tooBig.text)).toMatchObject({ message: 'Payload too large' });
+  });
+
+  it('answers every request of a route whose config breaks a cross-field rule with 500 AIGW_CONFIG_INVALID naming the field', async () => {
+    for (let i = 0; i < 2; i++) {
+      const res = await rawRequest(`${kong.proxyUrl}/bad/v1/chat/completions`, { body: chat('hi') });
+      expect(res.status).toBe(500);
+      const body = JSON.parse(res.text) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('AIGW_CONFIG_INVALID');
+      expect(body.error.message).toContain('default_target');
+    }
+    // The other routes are unaffected.
+    const ok = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, { body: chat('fine') });
+    expect(ok.status).toBe(200);
+  });
+});
+
+describe('real Kong: an invalid config is refused at load', () => {
+  it(
+    'a target without `model`: kong start fails, naming the field',
+    async () => {
+      const mock = await startOpenAIMock({ apiKey: KEY });
+      try {
+        const result = await KongLab.startExpectingFailure({
+          declarative: (relayPort) => ({
+            _format_version: '3.0',
+            services: [
+              {
+                name: 'relay',
+                url: `http://127.0.0.1:${relayPort}`,
+                routes: [{ name: 'a', paths: ['/a/v1'], strip_path: false }],
+                plugins: [
+                  {
+                    name: 'ai-router',
+                    config: { targets: [{ name: 'no-model', base_url: mock.url, api_key: KEY }] },
+                  },
+                ],
+              },
+            ],
+          }),
+        });
+        expect(result.code).not.toBe(0);
+        // Kong validates the plugin config against the schema our query_cmd reported, in
+        // init_by_lua, and names the path down to the missing field:
+        //   error parsing declarative config file .../kong.yml:
+        //   in 'services': ... in 'plugins': ... in 'config': in 'targets': - in entry 1 of 'targets':
+        //   in 'model': required field missing
+        expect(result.output).toMatch(/error parsing declarative config file/);
+        expect(result.output).toMatch(
+          /in 'config':\s+in 'targets':\s+- in entry 1 of 'targets':\s+in 'model': required field missing/,
+        );
+      } finally {
+        await mock.close();
+      }
+    },
+    KONG_START_TIMEOUT_MS,
+  );
+});
