@@ -66,10 +66,11 @@ ENV KONG_PLUGINS="bundled,ai-router,ai-semantic-cache,ai-budget,ai-fallback,ai-m
     KONG_PLUGINSERVER_AI_METRICS_QUERY_CMD="/usr/local/bin/node /opt/kong-ai-gateway/dist/lib/kong/main.js --dump ai-metrics"
 
 # Request bodies: up to 1 MiB stays in memory; larger ones go to a temp file, which the suite
-# reads with getRawBody(0) (Kong 3.8+). Kong refuses bodies above 10 MiB with 413 before any
-# plugin runs, the suite server's own limit (AIGW_MAX_BODY_BYTES).
+# reads with getRawBody(0) (Kong 3.8+). The suite server refuses bodies above AIGW_MAX_BODY_BYTES
+# (10 MiB) with a 413 in OpenAI shape; nginx's cap sits a little above it and only stops the
+# absurd ones before any plugin runs (its 413 is Kong's own `{"message":"Payload too large"}`).
 ENV KONG_NGINX_HTTP_CLIENT_BODY_BUFFER_SIZE=1m \
-    KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE=10m
+    KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE=11m
 # lua_socket_read_timeout is deliberately left at nginx's 60 s. It bounds each Kong→plugin RPC;
 # when it expires Kong logs "no data" and proxies WITHOUT the plugin. The suite server ends
 # any handler that runs 30 s with a 500 first, and plugins never wait for a provider (the

@@ -37,9 +37,10 @@ export const DEFAULT_KONG_PREFIX = '/usr/local/kong';
 /** nginx directives worth setting with the suite (KONG.md §5), printed as comments. */
 export const BODY_LINES = [
   '# Bodies above the buffer go to a temp file, which the suite reads with getRawBody(0) (Kong 3.8+);',
-  "# cap them at the suite server's AIGW_MAX_BODY_BYTES (10 MiB by default):",
+  "# cap them a little above the suite server's AIGW_MAX_BODY_BYTES (10 MiB by default), so an",
+  "# oversized body gets the suite's 413 in OpenAI shape rather than nginx's:",
   '# nginx_http_client_body_buffer_size = 1m',
-  '# nginx_http_client_max_body_size = 10m',
+  '# nginx_http_client_max_body_size = 11m',
 ];
 
 export type Format = 'conf' | 'env' | 'both';

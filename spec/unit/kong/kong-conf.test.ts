@@ -92,7 +92,7 @@ describe('kong-conf: the pure parts', () => {
   it('prints the body-buffer settings as comments only', () => {
     const text = render(base, 'both');
     expect(text).toMatch(/^# nginx_http_client_body_buffer_size = 1m$/m);
-    expect(text).toMatch(/^# nginx_http_client_max_body_size = 10m$/m);
+    expect(text).toMatch(/^# nginx_http_client_max_body_size = 11m$/m);
     expect(text).toMatch(/^# export KONG_NGINX_HTTP_CLIENT_BODY_BUFFER_SIZE=1m$/m);
     expect(text).not.toMatch(/^(export )?(KONG_)?nginx_http/im);
     expect(render(base, 'conf')).not.toContain('export ');
@@ -285,7 +285,7 @@ describe('Dockerfile and docker-compose.yml hold what kong-conf prints', () => {
     );
     expect(kongPart).toEqual(expectedKongEnv('memory'));
     expect(env.KONG_NGINX_HTTP_CLIENT_BODY_BUFFER_SIZE).toBe('1m');
-    expect(env.KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE).toBe('10m'); // = AIGW_MAX_BODY_BYTES default
+    expect(env.KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE).toBe('11m'); // just above AIGW_MAX_BODY_BYTES' default
     expect(dockerfile).toContain(`mkdir -p ${IMAGE.socketDir} && chown kong:0 ${IMAGE.socketDir}`);
     expect(dockerfile).toMatch(/^USER kong$/m);
     expect(dockerfile).toContain("connect(8900, '127.0.0.1')"); // healthcheck = AIGW_RELAY_PORT
