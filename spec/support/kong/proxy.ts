@@ -35,7 +35,10 @@ const REPLACED_REQUEST_HEADERS = new Set([
   'proxy-connection',
 ]);
 
-/** Hop-by-hop response headers nginx's upstream module drops (plus Transfer-Encoding, re-done downstream). */
+/**
+ * Response headers nginx's upstream module drops: hop-by-hop ones (Transfer-Encoding is
+ * re-done downstream) and the X-Accel-* controls it obeys itself (proxy_hide_header default).
+ */
 const HOP_BY_HOP_RESPONSE = new Set([
   'connection',
   'keep-alive',
@@ -43,6 +46,11 @@ const HOP_BY_HOP_RESPONSE = new Set([
   'proxy-connection',
   'upgrade',
   'trailer',
+  'x-accel-buffering',
+  'x-accel-charset',
+  'x-accel-expires',
+  'x-accel-limit-rate',
+  'x-accel-redirect',
 ]);
 
 export type ProxyOutcome =
