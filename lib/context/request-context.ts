@@ -141,6 +141,11 @@ export class RequestContext {
     this.serviceId = init.serviceId;
   }
 
+  /** The relay has taken it (or the request ended): its id must not be used again. */
+  get used(): boolean {
+    return this.settled || this.outcome !== undefined;
+  }
+
   /** First value of a request header (names are lowercase). */
   header(name: string): string | undefined {
     return this.headers[name]?.[0];

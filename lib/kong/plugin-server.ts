@@ -72,6 +72,7 @@ interface Instance {
 class KongEvent implements RpcPipe, EventScope {
   roundTrips = 1;
   finished = false;
+  exited = false;
   readonly startedAt = Date.now();
   private next?: (message: Outgoing) => void;
   private queued?: Outgoing;
@@ -88,7 +89,10 @@ class KongEvent implements RpcPipe, EventScope {
     if (this.finished) return;
     this.roundTrips++;
     this.deliver(message);
-    if (NON_RETURNING.has(message.Method)) this.finish();
+    if (NON_RETURNING.has(message.Method)) {
+      this.exited = true;
+      this.finish();
+    }
   }
 
   get(): Promise<StepResult> {

@@ -30,6 +30,8 @@ export interface RequestLimits {
 export interface EventScope {
   /** Round trips to Kong so far in this event (HandleEvent included). */
   readonly roundTrips: number;
+  /** The event ended the request with `kong.response.exit`/`error`. */
+  readonly exited: boolean;
   /** Runs once the event has ended, whatever the outcome. */
   onEnd(fn: () => void): void;
 }

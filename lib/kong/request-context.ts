@@ -29,11 +29,10 @@ export async function acquireContext(
   keys: KongKeys,
 ): Promise<RequestContext> {
   const headers = (await kong.request.getHeaders()) ?? {};
+  // A context the relay has taken is no longer this request's: a client replaying an id gets a new one.
   const existing = suite.contexts.get(headers[CONTEXT_HEADER]?.[0]);
-  if (existing) {
-    event.onEnd(() => {
-      existing.pdkCalls += event.roundTrips;
-    });
+  if (existing && !existing.used) {
+    track(existing, event, suite);
     return existing;
   }
 
@@ -56,9 +55,18 @@ export async function acquireContext(
     routeId: keys.route_id,
     serviceId: keys.service_id,
   });
-  event.onEnd(() => {
-    ctx.pdkCalls += event.roundTrips;
-  });
+  track(ctx, event, suite);
   await kong.service.request.setHeader(CONTEXT_HEADER, ctx.id);
   return ctx;
+}
+
+/**
+ * Counts the event's round trips into the context and, when a plugin ended the request
+ * with exit() (the relay will never see it), settles the context so it is dropped soon.
+ */
+function track(ctx: RequestContext, event: EventScope, suite: Suite): void {
+  event.onEnd(() => {
+    ctx.pdkCalls += event.roundTrips;
+    if (event.exited) suite.contexts.settle(ctx);
+  });
 }

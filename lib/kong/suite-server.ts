@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
-import { ContextStore } from '../context';
+import { ContextStore, type ContextStoreOptions } from '../context';
 import type { Logger } from '../log/logger';
 import { startRelay } from '../relay/server';
 import { createStore, type Store, storeConfigFromEnv } from '../store';
@@ -19,6 +19,7 @@ export interface SuiteServerOptions {
   limits: RequestLimits;
   env?: NodeJS.ProcessEnv;
   pluginServer?: Partial<PluginServerOptions>;
+  contexts?: Partial<ContextStoreOptions>;
 }
 
 export interface SuiteServer {
@@ -33,7 +34,7 @@ export interface SuiteServer {
 /** Every plugin on its own socket under socketDir, and the relay, in this process. */
 export async function startSuiteServer(options: SuiteServerOptions): Promise<SuiteServer> {
   const { logger } = options;
-  const contexts = new ContextStore();
+  const contexts = new ContextStore(options.contexts);
   const store = createStore(storeConfigFromEnv(options.env ?? process.env), logger);
   // Waits for the first connection (bounded by the store's connect timeout); a store that is
   // down does not stop the server: each plugin's config says what store trouble means.

@@ -32,7 +32,8 @@ export function createLogger(options: { level?: string; destination?: pino.Desti
           method.apply(this, scrubbed);
         },
       },
-      serializers: { err: pino.stdSerializers.err },
+      // Errors skip `formatters.log` (pino serializes them later): scrub them here.
+      serializers: { err: (err) => redact(pino.stdSerializers.err(err)) },
     },
     options.destination ?? defaultDestination(),
   );

@@ -43,7 +43,13 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
   };
 
+  let closing: Promise<void> | undefined;
   const server = createServer((req, res) => {
+    // While draining, a connection whose answer is done is closed at once: server.close()
+    // only closes the connections idle when it is called, and Kong keeps its own alive.
+    res.once('close', () => {
+      if (closing) server.closeIdleConnections();
+    });
     // The body comes from the context (the plugins may have rewritten it); drain what Kong sends.
     req.resume();
     const ctx = options.contexts.get(req.headers[CONTEXT_HEADER]);
@@ -71,7 +77,6 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     });
   });
 
-  let closing: Promise<void> | undefined;
   return {
     port: (server.address() as AddressInfo).port,
     close() {
@@ -96,7 +101,7 @@ function refuse(req: IncomingMessage, ctx: RequestContext | undefined): GatewayE
     );
   }
   // One context, one exchange: a replayed id must not spend again or overwrite the outcome.
-  if (ctx.settled || ctx.outcome !== undefined) {
+  if (ctx.used) {
     return new GatewayError('AIGW_CONTEXT_REQUIRED', 'this request context was already used');
   }
   return undefined;

@@ -5,6 +5,8 @@
  * dist/ required: `npx tsc -p .`).
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pluginServerDefs } from '../../lib/kong/kong-conf';
@@ -75,25 +77,66 @@ export interface RouteSpec {
   /** Path prefix, e.g. `/a` serves `/a/v1/chat/completions`. */
   path: string;
   plugins: PluginEntry[];
+  /** The route's service URL; default the relay. */
+  upstream?: string;
 }
 
-/** DB-less kong.yml: one service (the relay) and routes with their own plugins. */
+/** DB-less kong.yml: per route a service (the relay unless told) and the route's plugins. */
 export function declarativeFor(relayPort: number, routes: RouteSpec[]) {
   return {
     _format_version: '3.0',
-    services: [
-      {
-        name: 'ai',
-        url: `http://127.0.0.1:${relayPort}`,
-        read_timeout: 600_000,
-        routes: routes.map((r) => ({
+    services: routes.map((r) => ({
+      name: `svc-${r.name}`,
+      url: r.upstream ?? `http://127.0.0.1:${relayPort}`,
+      read_timeout: 600_000,
+      routes: [
+        {
           name: r.name,
           paths: [r.path],
           strip_path: false,
           plugins: r.plugins.map((p) => (p.config ? { name: p.name, config: p.config } : { name: p.name })),
-        })),
+        },
+      ],
+    })),
+  };
+}
+
+/**
+ * A loopback HTTP proxy between Kong and the relay that records the context id of every
+ * request it forwards (what the relay receives in `x-aigw-context`).
+ */
+export async function startTap(targetPort: number): Promise<{
+  url: string;
+  contextIds: string[];
+  close(): Promise<void>;
+}> {
+  const contextIds: string[] = [];
+  const server = http.createServer((req, res) => {
+    const id = req.headers['x-aigw-context'];
+    if (typeof id === 'string') contextIds.push(id);
+    const upstream = http.request(
+      { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
       },
-    ],
+    );
+    upstream.on('error', () => {
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
+    });
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    contextIds,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -130,12 +173,21 @@ export function postChat(
 }
 
 /** Asserts the OpenAI error shape and returns the error object. */
-export function openAIError(res: DriverResponse): { message: string; type: string; code: string; param: unknown } {
+export function openAIError(res: DriverResponse): {
+  message: string;
+  type: string;
+  code: string;
+  param: unknown;
+} {
   expect(res.headers['content-type']).toMatch(/^application\/json/);
   const body = res.json<{ error: { message: string; type: string; code: string; param: unknown } }>();
   expect(Object.keys(body)).toEqual(['error']);
   expect(body.error).toEqual(
-    expect.objectContaining({ message: expect.any(String), type: expect.any(String), code: expect.any(String) }),
+    expect.objectContaining({
+      message: expect.any(String),
+      type: expect.any(String),
+      code: expect.any(String),
+    }),
   );
   return body.error;
 }
@@ -235,6 +287,8 @@ export async function startInProcess(options: InProcessOptions): Promise<InProce
 
 export interface RealProcessOptions {
   routes(relayPort: number): RouteSpec[];
+  /** Default: a free port. */
+  relayPort?: number;
   /** Extra suite server environment (AIGW_MAX_BODY_BYTES...), passed through /usr/bin/env. */
   serverEnv?: Record<string, string>;
   /** Kong's environment (vault references). */
@@ -262,7 +316,7 @@ export interface RealProcess {
 export async function startRealProcess(options: RealProcessOptions): Promise<RealProcess> {
   requireBuild();
   const sockets = tempDir();
-  const relayPort = await freePort();
+  const relayPort = options.relayPort ?? (await freePort());
   const fixtures = options.fixtures ?? [];
   const fixtureEnv: Record<string, string> = fixtures.length
     ? { NODE_OPTIONS: `--require ${FIXTURES_JS}`, AIGW_TEST_FIXTURE_PLUGINS: '1' }
@@ -274,7 +328,12 @@ export async function startRealProcess(options: RealProcessOptions): Promise<Rea
     ...fixtureEnv,
     ...(options.serverEnv ?? {}),
   };
-  const defs = pluginServerDefs({ socketDir: sockets.dir, node: process.execPath, root: ROOT, env: serverEnv });
+  const defs = pluginServerDefs({
+    socketDir: sockets.dir,
+    node: process.execPath,
+    root: ROOT,
+    env: serverEnv,
+  });
   for (const plugin of fixtures) {
     defs.push({
       name: plugin.name,

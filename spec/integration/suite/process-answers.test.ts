@@ -1,0 +1,311 @@
+/**
+ * The suite server as Kong starts it (pluginServerDefs: five entries, the first with the
+ * start_cmd; dist/lib/kong/main.js, build first with `npx tsc -p .`), through the Kong
+ * emulator: JSON and SSE answers, the exact PDK round trips per request (a contract: a
+ * change that adds a round trip must break these tests), and bad input refused in access
+ * with OpenAI-shaped errors.
+ *
+ * Round trips observed (HandleEvent + PDK steps, all phases):
+ *   ai-router (first suite plugin)  5 = HandleEvent + get_headers, nginx.get_var('request'),
+ *                                       get_raw_body(0), service.request.set_header
+ *   ai-metrics (log)                2 = HandleEvent + log.serialize
+ *   ai-semantic-cache, ai-budget, ai-fallback: 0 (no phase declared)
+ *   → 7 per proxied request, with two or with all five plugins on the route.
+ */
+import type { DriverResponse, RequestStats } from '../../support/kong';
+import {
+  defaultAnswer,
+  type ProviderMock,
+  parseSse,
+  sseJson,
+  startOpenAIMock,
+} from '../../support/providers';
+import {
+  chatBody,
+  openAIError,
+  postChat,
+  type RealProcess,
+  routerConfig,
+  startRealProcess,
+  until,
+} from '../../support/suite';
+
+const KEY = 'sk-proj-ProcessAnswersKey0123456789abcdefXYZ';
+const MAX_BODY_BYTES = 150_000;
+const PROMPT = 'Say hello';
+
+let mock: ProviderMock;
+let gw: RealProcess;
+
+const router = () => ({
+  name: 'ai-router',
+  config: routerConfig(mock.url, [{ name: 'gpt-4o-mini', api_key: '{vault://env/AIGW_TEST_OPENAI_KEY}' }]),
+});
+
+beforeAll(async () => {
+  mock = await startOpenAIMock({ apiKey: KEY, chunkDelayMs: 1 });
+  gw = await startRealProcess({
+    env: { AIGW_TEST_OPENAI_KEY: KEY },
+    serverEnv: { AIGW_MAX_BODY_BYTES: String(MAX_BODY_BYTES) },
+    routes: () => [
+      { name: 'pair', path: '/pair', plugins: [router(), { name: 'ai-metrics' }] },
+      {
+        name: 'all',
+        path: '/all',
+        plugins: [
+          { name: 'ai-semantic-cache' },
+          router(),
+          { name: 'ai-budget' },
+          { name: 'ai-fallback' },
+          { name: 'ai-metrics' },
+        ],
+      },
+    ],
+  });
+  // Instances start on first use; warm both routes so the counts below are per request only.
+  for (const prefix of ['/pair', '/all']) expect((await postChat(gw.kong, prefix)).status).toBe(200);
+}, 60_000);
+
+afterAll(async () => {
+  await gw?.close();
+  await mock?.close();
+});
+
+beforeEach(() => mock.reset());
+
+const answered = (method: string, phase = 'access') => ({ phase, method, outcome: 'answered' });
+
+/** The first suite plugin reading the request, up to the step where it stops. */
+const ROUTER_CALLS = [
+  answered('kong.request.get_headers'),
+  answered('kong.nginx.get_var'),
+  answered('kong.request.get_raw_body'),
+  answered('kong.service.request.set_header'),
+];
+const EXIT = { phase: 'access', method: 'kong.response.exit', outcome: 'yield' };
+const METRICS = {
+  roundTrips: 2,
+  events: 1,
+  steps: 1,
+  calls: [answered('kong.log.serialize', 'log')],
+  failures: [],
+};
+
+/** Asserts the whole trace: plugins present, round trips, steps and the PDK calls in order. */
+function expectTrace(stats: RequestStats, routerSteps: number, exits: boolean): void {
+  expect(stats.plugins).toEqual({
+    'ai-router': {
+      roundTrips: 1 + routerSteps,
+      events: 1,
+      steps: routerSteps,
+      calls: [...ROUTER_CALLS.slice(0, routerSteps), ...(exits ? [EXIT] : [])],
+      failures: [],
+    },
+    'ai-metrics': METRICS,
+  });
+  expect(stats.roundTrips).toBe(1 + routerSteps + 2);
+  expect(stats.instanceRpcs).toBe(0);
+}
+
+describe('answers and round trips', () => {
+  test.each(['/pair', '/all'])(
+    'JSON answer on %s: 7 round trips (router 1 + 4, metrics 1 + 1)',
+    async (prefix) => {
+      const res = await postChat(
+        gw.kong,
+        prefix,
+        chatBody({ messages: [{ role: 'user', content: PROMPT }] }),
+      );
+      expect(res.status).toBe(200);
+      expect(res.headers['x-ai-target']).toBe('gpt-4o-mini');
+      expect(res.headers['x-ai-model']).toBe('gpt-4o-mini');
+      const body = res.json<{ object: string; choices: Array<{ message: { content: string } }> }>();
+      expect(body.object).toBe('chat.completion');
+      expect(body.choices[0]?.message.content).toBe(defaultAnswer(PROMPT));
+      expect(mock.requests).toHaveLength(1);
+      const stats = await res.stats();
+      expectTrace(stats, 4, false);
+      // The plugins' own count (in ai-metrics' log line) agrees with Kong's.
+      const line = await until(
+        () =>
+          gw
+            .output()
+            .split('\n')
+            .find((l) => l.includes('"msg":"ai request"') && l.includes(res.requestId)),
+        'the ai-metrics log line',
+      );
+      expect(JSON.parse(line.slice(line.indexOf('{'))).kong_round_trips).toBe(7);
+    },
+  );
+
+  test.each(['/pair', '/all'])(
+    'SSE answer on %s: chunk by chunk, [DONE] last, 7 round trips',
+    async (prefix) => {
+      const res = await postChat(
+        gw.kong,
+        prefix,
+        chatBody({ stream: true, messages: [{ role: 'user', content: PROMPT }] }),
+      );
+      expect(res.status).toBe(200);
+      expect(res.complete).toBe(true);
+      expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
+      expect(res.headers['x-ai-target']).toBe('gpt-4o-mini');
+      const frames = parseSse(res.text());
+      expect(frames.at(-1)?.data).toBe('[DONE]');
+      const chunks = sseJson(res.text()) as Array<{
+        object: string;
+        choices: Array<{ delta?: { content?: string } }>;
+      }>;
+      expect(chunks.length).toBeGreaterThan(3);
+      for (const c of chunks) expect(c.object).toBe('chat.completion.chunk');
+      expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe(defaultAnswer(PROMPT));
+      expectTrace(await res.stats(), 4, false);
+    },
+  );
+
+  test('GET /v1/models is answered by ai-router from its targets: 1 + 2 round trips, no provider call', async () => {
+    const res = await gw.kong.request({ method: 'GET', path: '/pair/v1/models' });
+    expect(res.status).toBe(200);
+    expect(res.json()).toEqual({
+      object: 'list',
+      data: [{ id: 'gpt-4o-mini', object: 'model', created: 0, owned_by: 'openai' }],
+    });
+    // No body to read for GET /models: headers and request line, then the context header.
+    const stats = await res.stats();
+    expect(stats.plugins['ai-router']?.calls).toEqual([
+      answered('kong.request.get_headers'),
+      answered('kong.nginx.get_var'),
+      answered('kong.service.request.set_header'),
+      EXIT,
+    ]);
+    expect(stats.roundTrips).toBe(4 + 2);
+    expect(mock.requests).toHaveLength(0);
+  });
+});
+
+describe('bad input through Kong: refused in access, OpenAI error shape, no provider call', () => {
+  const path = '/pair/v1/chat/completions';
+  const json = { 'content-type': 'application/json' };
+
+  async function refused(
+    send: () => Promise<DriverResponse>,
+    expected: { status: number; code: string; param?: string | null; routerSteps: number },
+  ) {
+    const res = await send();
+    expect(res.status).toBe(expected.status);
+    const error = openAIError(res);
+    expect(error.code).toBe(expected.code);
+    expect(error.param).toBe(expected.param ?? null);
+    expectTrace(await res.stats(), expected.routerSteps, true);
+    expect(mock.requests).toHaveLength(0);
+    return { res, error };
+  }
+
+  test('malformed JSON → 400 AIGW_INVALID_JSON', async () => {
+    await refused(
+      () => gw.kong.request({ method: 'POST', path, headers: json, body: '{"model": "gpt-4o-mini",' }),
+      {
+        status: 400,
+        code: 'AIGW_INVALID_JSON',
+        routerSteps: 3,
+      },
+    );
+  });
+
+  test('a JSON array → 400 AIGW_BAD_REQUEST', async () => {
+    const { error } = await refused(() => postChat(gw.kong, '/pair', [chatBody()]), {
+      status: 400,
+      code: 'AIGW_BAD_REQUEST',
+      routerSteps: 3,
+    });
+    expect(error.message).toBe('request body must be a JSON object');
+  });
+
+  test('missing messages → 400 AIGW_BAD_REQUEST with param messages', async () => {
+    await refused(() => postChat(gw.kong, '/pair', { model: 'gpt-4o-mini' }), {
+      status: 400,
+      code: 'AIGW_BAD_REQUEST',
+      param: 'messages',
+      routerSteps: 3,
+    });
+  });
+
+  test('invalid UTF-8 → 400 AIGW_INVALID_UTF8, and the message does not echo the input', async () => {
+    const body = Buffer.concat([
+      Buffer.from('{"model":"gpt-4o-mini","messages":[{"role":"user","content":"'),
+      Buffer.from([0xc3, 0x28, 0xff]),
+      Buffer.from('"}]}'),
+    ]);
+    const { res } = await refused(() => gw.kong.request({ method: 'POST', path, headers: json, body }), {
+      status: 400,
+      code: 'AIGW_INVALID_UTF8',
+      routerSteps: 3,
+    });
+    expect(res.text()).not.toContain('gpt-4o-mini');
+  });
+
+  test('wrong content type → 415 AIGW_UNSUPPORTED_MEDIA_TYPE', async () => {
+    await refused(
+      () =>
+        gw.kong.request({
+          method: 'POST',
+          path,
+          headers: { 'content-type': 'text/plain' },
+          body: JSON.stringify(chatBody()),
+        }),
+      { status: 415, code: 'AIGW_UNSUPPORTED_MEDIA_TYPE', routerSteps: 3 },
+    );
+  });
+
+  const oversized = () => chatBody({ messages: [{ role: 'user', content: 'x'.repeat(MAX_BODY_BYTES) }] });
+
+  test('a body over AIGW_MAX_BODY_BYTES with content-length → 413 before the body is read', async () => {
+    await refused(() => postChat(gw.kong, '/pair', oversized()), {
+      status: 413,
+      code: 'AIGW_BODY_TOO_LARGE',
+      routerSteps: 2,
+    });
+  });
+
+  test('a chunked body over AIGW_MAX_BODY_BYTES (no content-length) → 413 after reading it', async () => {
+    await refused(
+      () =>
+        gw.kong.request({
+          method: 'POST',
+          path,
+          headers: { ...json, 'transfer-encoding': 'chunked' },
+          body: JSON.stringify(oversized()),
+        }),
+      { status: 413, code: 'AIGW_BODY_TOO_LARGE', routerSteps: 3 },
+    );
+  });
+
+  test('an unknown model → 404 AIGW_UNKNOWN_MODEL (route without default_target)', async () => {
+    await refused(() => postChat(gw.kong, '/pair', chatBody({ model: 'no-such-model' })), {
+      status: 404,
+      code: 'AIGW_UNKNOWN_MODEL',
+      param: 'model',
+      routerSteps: 4,
+    });
+  });
+
+  test('GET /v1/chat/completions → 405 AIGW_METHOD_NOT_ALLOWED with allow: POST', async () => {
+    const { res } = await refused(() => gw.kong.request({ method: 'GET', path }), {
+      status: 405,
+      code: 'AIGW_METHOD_NOT_ALLOWED',
+      routerSteps: 2,
+    });
+    expect(res.headers.allow).toBe('POST');
+  });
+
+  test('a 100 KiB valid body (above Kong’s 8 KiB client body buffer) → 200 through getRawBody(0)', async () => {
+    const content = 'y'.repeat(100 * 1024);
+    const res = await postChat(gw.kong, '/pair', chatBody({ messages: [{ role: 'user', content }] }));
+    expect(res.status).toBe(200);
+    expect(res.json<{ choices: Array<{ message: { content: string } }> }>().choices[0]?.message.content).toBe(
+      defaultAnswer(content),
+    );
+    expect(mock.requests[0]?.body).toMatchObject({ messages: [{ role: 'user', content }] });
+    expectTrace(await res.stats(), 4, false);
+  });
+});
