@@ -1,9 +1,14 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { renderConfigDocs } from '../lib/config';
+import { embedConfigInReadme, renderConfigDocs } from '../lib/config';
+import { installationRoot } from '../lib/kong/kong-conf';
 import { pluginConfigs } from '../schemas';
 
-/** Writes docs/configuration.md from the schemas. Run as `npm run docs:config` (from dist/scripts). */
-const target = join(__dirname, '..', '..', 'docs', 'configuration.md');
-writeFileSync(target, renderConfigDocs(Object.values(pluginConfigs)));
-process.stderr.write(`wrote ${target}\n`);
+/** Writes docs/configuration.md and README.md's config tables from the schemas: `npm run docs:config`. */
+const root = installationRoot();
+const plugins = Object.values(pluginConfigs);
+const docs = join(root, 'docs', 'configuration.md');
+writeFileSync(docs, renderConfigDocs(plugins));
+const readme = join(root, 'README.md');
+writeFileSync(readme, embedConfigInReadme(readFileSync(readme, 'utf8'), plugins));
+process.stderr.write(`wrote ${docs} and the config tables of ${readme}\n`);

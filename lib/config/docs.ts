@@ -127,11 +127,30 @@ export function renderConfigDocs(plugins: readonly DocumentedPlugin[]): string {
     'The suite server checks patterns and cross-field rules when it starts a plugin instance',
     '(Kong cannot check them for external plugins) and refuses the whole config, listing every problem.',
   ];
+  return [...parts, '', renderPluginSections(plugins, '##')].join('\n');
+}
+
+/** One section per plugin: its fields table and its rules across fields. */
+export function renderPluginSections(plugins: readonly DocumentedPlugin[], heading: '##' | '###'): string {
+  const parts: string[] = [];
   for (const plugin of plugins) {
-    parts.push('', `## ${plugin.name}`, '', plugin.docsTable().trimEnd());
+    if (parts.length > 0) parts.push('');
+    parts.push(`${heading} ${plugin.name}`, '', plugin.docsTable().trimEnd());
     if (plugin.rules.length > 0) {
       parts.push('', 'Rules across fields:', '', ...plugin.rules.map((rule) => `- ${rule}`));
     }
   }
   return parts.join('\n') + '\n';
+}
+
+const README_START = '<!-- config:start (generated from schemas/*.ts: npm run docs:config) -->';
+const README_END = '<!-- config:end -->';
+
+/** The README with its config section (between the markers) regenerated. */
+export function embedConfigInReadme(readme: string, plugins: readonly DocumentedPlugin[]): string {
+  const start = readme.indexOf(README_START);
+  const end = readme.indexOf(README_END);
+  if (start < 0 || end < start)
+    throw new Error(`README.md lacks the ${README_START} … ${README_END} markers`);
+  return `${readme.slice(0, start + README_START.length)}\n\n${renderPluginSections(plugins, '###')}\n${readme.slice(end)}`;
 }

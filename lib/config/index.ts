@@ -1,5 +1,5 @@
 export * from './define';
-export { type DocumentedPlugin, renderConfigDocs } from './docs';
+export { type DocumentedPlugin, embedConfigInReadme, renderConfigDocs } from './docs';
 export * from './errors';
 export type { KongField, KongFieldEntry, KongPluginSchema } from './kong-schema';
 export { SchemaDefinitionError } from './model';

@@ -1,10 +1,21 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
-import { definePluginConfig, renderConfigDocs } from '../../../lib/config';
+import { definePluginConfig, embedConfigInReadme, renderConfigDocs } from '../../../lib/config';
 import { pluginConfigs } from '../../../schemas';
 
 const DOCS_FILE = join(__dirname, '..', '..', '..', 'docs', 'configuration.md');
+
+describe('README.md', () => {
+  it('holds the config tables the schemas generate now', () => {
+    const readme = readFileSync(join(__dirname, '..', '..', '..', 'README.md'), 'utf8');
+    if (embedConfigInReadme(readme, Object.values(pluginConfigs)) !== readme) {
+      throw new Error(
+        'the config tables of README.md are out of date: run `npm run docs:config` and commit it',
+      );
+    }
+  });
+});
 
 describe('docs/configuration.md', () => {
   it('matches what the schemas generate now', () => {
