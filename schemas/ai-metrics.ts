@@ -4,7 +4,7 @@ import { type ConfigOf, definePluginConfig } from '../lib/config';
 export const metricsSchema = Type.Object({
   log_requests: Type.Boolean({
     default: true,
-    description: 'Write one structured JSON line per request: target, tokens, cost, latency and outcome.',
+    description: 'Write one structured JSON line per request: target, model, tokens, latency and outcome.',
   }),
   log_consumer: Type.Boolean({
     default: false,
