@@ -36,6 +36,7 @@ import { KongLab, waitForLab } from './bench/kong-lab';
 import { type LoadResult, type LoadSpec, percentile, runLoad } from './bench/load';
 import {
   type CpuProfile,
+  cmdline,
   cpuMs,
   cpuMsOf,
   InspectorSession,
@@ -57,12 +58,16 @@ import {
 } from './bench/report';
 
 const USAGE = `usage: npm run bench -- [options]
-  --requests N          requests of the memory phase (default 100000)
+  --requests N          requests of the memory phase (default 100000; 0 skips it)
+  --memory-seconds S    time cap of the memory phase (default 420)
+  --memory-on G         dev, kong or both (default: kong when --kong-lab is given, else dev)
   --phase-requests N    measured requests per phase (default 2000)
-  --phase-seconds S     time cap per phase (default 6)
-  --warmup N            warm-up requests per phase (default 200)
+  --phase-seconds S     time cap per phase (default 4)
+  --warmup N            warm-up requests per phase (default 200; an eighth before later rounds)
+  --rounds N            interleaved rounds per phase (default 3): requests and seconds are split
   --concurrency LIST    back-to-back concurrencies (default 8,32)
-  --paced LIST          paced loads as CONC:PAUSE_MS (default 1:20,8:20)
+  --paced LIST          paced loads as CONC:PAUSE_MS (default 1:20; e.g. 1:20,8:20)
+  --modes LIST          json,stream (default both)
   --chunk-delay-ms N    mock delay between SSE chunks (default 1)
   --kong-lab DIR        also measure a real Kong from this Kong lab (env KONG_LAB)
   --kong-lab-scripts D  folder of the lab's start.sh/stop.sh (default /work/shared/kong-lab)
@@ -71,7 +76,8 @@ const USAGE = `usage: npm run bench -- [options]
   --out FILE            Markdown results (default docs/benchmarks.md; "-" for none)
   --json FILE           raw JSON (default docs/benchmarks.json; "-" for none)
   --no-profile          skip the CPU profiles of the suite server (taken after the measured phases)
-  --keep                keep the work folder (logs, configs, .cpuprofile files)`;
+  --keep                keep the work folder (logs, configs, .cpuprofile files)
+  --render FILE.json    only write the Markdown again from the raw JSON of an earlier run`;
 
 const MOCK_KEY = 'sk-bench-mock-key-0000000000000000';
 const MODEL = 'gpt-4o-mini';
@@ -181,6 +187,7 @@ function declarative(mockOrigin: string, relayPort: number): object {
 }
 
 interface Gateway {
+  kind: 'dev' | 'kong';
   name: string;
   origin: string;
   version: string;
@@ -206,6 +213,7 @@ async function startDev(mockOrigin: string, workDir: string): Promise<Gateway> {
   });
   const suitePid = ready['suitePid'] as number;
   return {
+    kind: 'dev',
     name: 'dev gateway',
     origin: `http://127.0.0.1:${port}`,
     version: 'Kong 3.9 emulator (spec/support/kong), Node',
@@ -263,18 +271,24 @@ async function startKong(
           method: 'POST',
           headers: requestHeaders(target),
           body: JSON.stringify(requestBody(false)),
-        }).catch((err: Error) => ({ statusCode: 0, headers: {}, body: { text: async () => err.message } }));
+        }).catch((err: Error) => ({
+          statusCode: 0,
+          headers: {} as Record<string, string | string[] | undefined>,
+          body: { text: async () => err.message },
+        }));
         const text = await res.body.text();
         if (res.statusCode === 200) {
           const via = res.headers['via'] ?? res.headers['server'];
           if (via) version = String(via);
           break;
         }
-        if (Date.now() > until) throw new Error(`real Kong: ${target} route answers ${res.statusCode}: ${text}`);
+        if (Date.now() > until)
+          throw new Error(`real Kong: ${target} route answers ${res.statusCode}: ${text}`);
         await sleep(250);
       }
     }
     return {
+      kind: 'kong',
       name: 'Kong 3.9.3',
       origin: kong.url,
       version: `${version.replace(/^1\.1 /, '')} (Kong lab, DB-less, 2 nginx workers)`,
@@ -314,14 +328,16 @@ function dist(values: number[]): Dist | undefined {
   };
 }
 
-/** ai-metrics lines written after `offset`: histogram of kong_round_trips, and the count. */
-async function logRoundTrips(
+/** ai-metrics lines written after `offset`: kong_round_trips histogram, Kong's and the relay's latencies. */
+async function readMetricsLines(
   file: string,
   offset: number,
-): Promise<{ hist: Record<string, number>; lines: number }> {
+): Promise<{ hist: Record<string, number>; lines: number; kongMs: number[]; relayMs: number[] }> {
   const hist: Record<string, number> = {};
+  const kongMs: number[] = [];
+  const relayMs: number[] = [];
   let lines = 0;
-  if (!existsSync(file)) return { hist, lines };
+  if (!existsSync(file)) return { hist, lines, kongMs, relayMs };
   const rl = createInterface({
     input: createReadStream(file, { start: offset }),
     crlfDelay: Number.POSITIVE_INFINITY,
@@ -329,16 +345,37 @@ async function logRoundTrips(
   for await (const line of rl) {
     if (!line.includes('"kong_round_trips"')) continue;
     try {
-      const rec = JSON.parse(line) as { kong_round_trips?: number };
+      const rec = JSON.parse(line) as {
+        kong_round_trips?: number;
+        kong_latency_ms?: number;
+        relay_latency_ms?: number;
+      };
       if (typeof rec.kong_round_trips === 'number') {
         hist[rec.kong_round_trips] = (hist[rec.kong_round_trips] ?? 0) + 1;
         lines++;
       }
+      if (typeof rec.kong_latency_ms === 'number') kongMs.push(rec.kong_latency_ms);
+      if (typeof rec.relay_latency_ms === 'number') relayMs.push(rec.relay_latency_ms);
     } catch {
       // a line cut by the read; the next read gets it whole
     }
   }
-  return { hist, lines };
+  return { hist, lines, kongMs, relayMs };
+}
+
+/** Connections open to the suite server's plugin sockets now (listening sockets excluded). */
+function rpcConnections(suitePid: number | undefined): number | undefined {
+  if (!suitePid) return undefined;
+  const dir = /--socket-dir (\S+)/.exec(cmdline(suitePid))?.[1];
+  if (!dir) return undefined;
+  try {
+    return readFileSync('/proc/net/unix', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(`${dir}/`))
+      .filter((l) => l.trim().split(/\s+/)[3] !== '00010000').length;
+  } catch {
+    return undefined;
+  }
 }
 
 const fileSize = (file: string) => (existsSync(file) ? statSync(file).size : 0);
@@ -347,38 +384,106 @@ interface Settings {
   phaseRequests: number;
   phaseSeconds: number;
   warmup: number;
+  rounds: number;
+  modes: Mode[];
   shapes: Shape[];
   memoryRequests: number;
   profile: boolean;
   workDir: string;
+  /** Gateways whose suite server gets the memory phase. */
+  memoryOn: Array<'dev' | 'kong'>;
 }
 
-async function runPhase(
+/** One slice of a phase: what was measured, before percentiles. Slices of one phase add up. */
+interface RawPhase {
+  requests: number;
+  errors: number;
+  firstError?: string;
+  wallMs: number;
+  latency: number[];
+  ttfb: number[];
+  ttft: number[];
+  gaps: number[];
+  /** CPU ms over the measured part. */
+  cpu: { suite: number; gateway: number; mock: number; generator: number; machine: number };
+  rtEmulator?: Record<string, number>;
+  rtLog?: Record<string, number>;
+  logLines?: number;
+  kongMs: number[];
+  relayMs: number[];
+  rpcOpen?: number;
+}
+
+function addHist(a: Record<string, number> | undefined, b: Record<string, number> | undefined) {
+  if (!a) return b;
+  if (!b) return a;
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+  return out;
+}
+
+function mergeRaw(a: RawPhase | undefined, b: RawPhase): RawPhase {
+  if (!a) return b;
+  return {
+    requests: a.requests + b.requests,
+    errors: a.errors + b.errors,
+    firstError: a.firstError ?? b.firstError,
+    wallMs: a.wallMs + b.wallMs,
+    latency: a.latency.concat(b.latency),
+    ttfb: a.ttfb.concat(b.ttfb),
+    ttft: a.ttft.concat(b.ttft),
+    gaps: a.gaps.concat(b.gaps),
+    cpu: {
+      suite: a.cpu.suite + b.cpu.suite,
+      gateway: a.cpu.gateway + b.cpu.gateway,
+      mock: a.cpu.mock + b.cpu.mock,
+      generator: a.cpu.generator + b.cpu.generator,
+      machine: a.cpu.machine + b.cpu.machine,
+    },
+    rtEmulator: addHist(a.rtEmulator, b.rtEmulator),
+    rtLog: addHist(a.rtLog, b.rtLog),
+    logLines:
+      a.logLines === undefined && b.logLines === undefined
+        ? undefined
+        : (a.logLines ?? 0) + (b.logLines ?? 0),
+    kongMs: a.kongMs.concat(b.kongMs),
+    relayMs: a.relayMs.concat(b.relayMs),
+    rpcOpen: b.rpcOpen ?? a.rpcOpen,
+  };
+}
+
+/** One slice: warm-up, then the measured part with CPU and counters read around it. */
+async function runSlice(
   gw: Gateway,
   mockOrigin: string,
   mockPid: number,
   target: TargetName,
   mode: Mode,
   shape: Shape,
-  s: Settings,
-): Promise<PhaseResult> {
+  bounds: { requests: number; seconds: number; warmup: number },
+): Promise<RawPhase> {
   const stream = mode === 'stream';
-  const origin = target === 'direct' ? mockOrigin : gw.origin;
+  const snapshot = () => ({
+    suite: cpuMs(gw.suitePid()),
+    gateway: cpuMsOf(gw.gatewayPids()),
+    mock: cpuMs(mockPid),
+    machine: machineBusyMs(),
+  });
   let cpu0 = { suite: 0, gateway: 0, mock: 0, machine: 0 };
-  let cpu1 = { suite: 0, gateway: 0, mock: 0, machine: 0, wall: 1 };
+  let cpu1 = cpu0;
   let logOffset = 0;
-  let t0 = 0;
+  let rpcOpen: number | undefined;
   const spec: LoadSpec = {
-    origin,
+    origin: target === 'direct' ? mockOrigin : gw.origin,
     path: '/v1/chat/completions',
     headers: requestHeaders(target),
     body: JSON.stringify(requestBody(stream)),
     stream,
     concurrency: shape.concurrency,
-    requests: s.phaseRequests,
-    maxSeconds: s.phaseSeconds,
+    requests: bounds.requests,
+    maxSeconds: bounds.seconds,
     thinkMs: shape.thinkMs,
-    warmup: s.warmup,
+    warmup: bounds.warmup,
     expectContentEvents: ANSWER_WORDS,
     expectText: ANSWER,
   };
@@ -387,78 +492,109 @@ async function runPhase(
       await sleep(100); // log phases of the warm-up finish
       await gw.resetRoundTrips?.();
       logOffset = fileSize(gw.logFile);
-      cpu0 = {
-        suite: cpuMs(gw.suitePid()),
-        gateway: cpuMsOf(gw.gatewayPids()),
-        mock: cpuMs(mockPid),
-        machine: machineBusyMs(),
-      };
-      t0 = Date.now();
+      cpu0 = snapshot();
     },
     afterMeasure() {
-      const wall = Date.now() - t0;
-      cpu1 = {
-        suite: cpuMs(gw.suitePid()),
-        gateway: cpuMsOf(gw.gatewayPids()),
-        mock: cpuMs(mockPid),
-        machine: machineBusyMs(),
-        wall,
-      };
+      cpu1 = snapshot();
+      rpcOpen = rpcConnections(gw.suitePid());
     },
   });
-  const n = Math.max(1, result.requests);
-  const per = (a: number, b: number) => (1000 * (b - a)) / n;
-  const cpuUs = {
-    suite: target.startsWith('suite') ? per(cpu0.suite, cpu1.suite) : Number.NaN,
-    gateway: target === 'direct' ? Number.NaN : per(cpu0.gateway, cpu1.gateway),
-    mock: per(cpu0.mock, cpu1.mock),
-    generator: (1000 * result.generatorCpuMs) / n,
+  const suite = target.startsWith('suite');
+  const raw: RawPhase = {
+    requests: result.requests,
+    errors: result.errors,
+    firstError: result.firstError,
+    wallMs: result.wallMs,
+    latency: result.latency,
+    ttfb: result.ttfb,
+    ttft: result.ttft,
+    gaps: result.gaps,
+    cpu: {
+      suite: suite ? cpu1.suite - cpu0.suite : 0,
+      gateway: target === 'direct' ? 0 : cpu1.gateway - cpu0.gateway,
+      mock: cpu1.mock - cpu0.mock,
+      generator: result.generatorCpuMs,
+      machine: cpu1.machine - cpu0.machine,
+    },
+    kongMs: [],
+    relayMs: [],
+    rpcOpen: suite ? rpcOpen : undefined,
   };
-  const totalCpuMs =
-    (target.startsWith('suite') ? cpu1.suite - cpu0.suite : 0) +
-    (target === 'direct' ? 0 : cpu1.gateway - cpu0.gateway) +
-    (cpu1.mock - cpu0.mock) +
-    result.generatorCpuMs;
-  let roundTrips: PhaseResult['roundTrips'] = {};
-  let logLines: number | undefined;
-  if (target !== 'direct' && gw.roundTrips) roundTrips.emulator = await gw.roundTrips();
+  if (target !== 'direct' && gw.roundTrips) raw.rtEmulator = await gw.roundTrips();
   if (target === 'suite') {
     // The ai-metrics lines of the last requests are written after their answers.
     for (let i = 0; i < 30; i++) {
-      const got = await logRoundTrips(gw.logFile, logOffset);
-      roundTrips = { ...roundTrips, log: got.hist };
-      logLines = got.lines;
+      const got = await readMetricsLines(gw.logFile, logOffset);
+      Object.assign(raw, { rtLog: got.hist, logLines: got.lines, kongMs: got.kongMs, relayMs: got.relayMs });
       if (got.lines >= result.requests) break;
       await sleep(100);
     }
   }
+  return raw;
+}
+
+function finalize(gw: Gateway, target: TargetName, mode: Mode, shape: Shape, raw: RawPhase): PhaseResult {
+  const n = Math.max(1, raw.requests);
+  const wall = Math.max(1, raw.wallMs);
+  const suite = target.startsWith('suite');
+  const ours = raw.cpu.suite + raw.cpu.gateway + raw.cpu.mock + raw.cpu.generator;
+  const none = { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN, max: Number.NaN, n: 0 };
   return {
     gateway: gw.name,
     mode,
     shape,
     target,
-    requests: result.requests,
-    errors: result.errors,
-    firstError: result.firstError,
-    wallMs: result.wallMs,
-    rps: (1000 * result.requests) / result.wallMs,
-    latency: dist(result.latency) ?? {
-      p50: Number.NaN,
-      p90: Number.NaN,
-      p99: Number.NaN,
-      max: Number.NaN,
-      n: 0,
+    requests: raw.requests,
+    errors: raw.errors,
+    firstError: raw.firstError,
+    wallMs: raw.wallMs,
+    rps: (1000 * raw.requests) / wall,
+    latency: dist(raw.latency) ?? none,
+    ttfb: dist(raw.ttfb),
+    ttft: dist(raw.ttft),
+    gap: dist(raw.gaps),
+    cpuUs: {
+      suite: suite ? (1000 * raw.cpu.suite) / n : Number.NaN,
+      gateway: target === 'direct' ? Number.NaN : (1000 * raw.cpu.gateway) / n,
+      mock: (1000 * raw.cpu.mock) / n,
+      generator: (1000 * raw.cpu.generator) / n,
     },
-    ttfb: dist(result.ttfb),
-    ttft: dist(result.ttft),
-    gap: dist(result.gaps),
-    cpuUs,
-    coresBusy: totalCpuMs / cpu1.wall,
+    coresBusy: ours / wall,
     // Whatever else ran on the machine meanwhile (other engineers' tests, the idle suite server...).
-    foreignCores: Math.max(0, (cpu1.machine - cpu0.machine - totalCpuMs) / cpu1.wall),
-    roundTrips,
-    logLines,
+    foreignCores: Math.max(0, (raw.cpu.machine - ours) / wall),
+    roundTrips: { emulator: raw.rtEmulator, log: raw.rtLog },
+    logLines: raw.logLines,
+    logLatency: target === 'suite' ? { kong: dist(raw.kongMs), relay: dist(raw.relayMs) } : undefined,
+    rpcConnections: raw.rpcOpen,
   };
+}
+
+/**
+ * Every target of one (mode, load) in interleaved rounds: round 1 runs direct, baseline,
+ * suite, suite-nolog, round 2 again..., each slice with 1/rounds of the phase's requests and
+ * seconds, so background load drifting over time hits every target alike.
+ */
+async function runGroup(
+  gw: Gateway,
+  mockOrigin: string,
+  mockPid: number,
+  mode: Mode,
+  shape: Shape,
+  s: Settings,
+): Promise<PhaseResult[]> {
+  const targets: TargetName[] = ['direct', 'baseline', 'suite', 'suite-nolog'];
+  const raws = new Map<TargetName, RawPhase>();
+  for (let round = 0; round < s.rounds; round++) {
+    for (const target of round % 2 === 0 ? targets : [...targets].reverse()) {
+      const slice = await runSlice(gw, mockOrigin, mockPid, target, mode, shape, {
+        requests: Math.ceil(s.phaseRequests / s.rounds),
+        seconds: s.phaseSeconds / s.rounds,
+        warmup: round === 0 ? s.warmup : Math.ceil(s.warmup / 8),
+      });
+      raws.set(target, mergeRaw(raws.get(target), slice));
+    }
+  }
+  return targets.map((t) => finalize(gw, t, mode, shape, raws.get(t)!));
 }
 
 async function memoryPhase(gw: Gateway, s: Settings, maxSeconds: number): Promise<MemoryResult> {
@@ -598,24 +734,23 @@ async function runGateway(
   memorySeconds: number,
 ): Promise<{ phases: PhaseResult[]; memory?: MemoryResult; profiles: ProfileResult[] }> {
   const phases: PhaseResult[] = [];
-  const targets: TargetName[] = ['direct', 'baseline', 'suite', 'suite-nolog'];
-  for (const mode of ['json', 'stream'] as const) {
+  for (const mode of s.modes) {
     for (const shape of s.shapes) {
-      for (const target of targets) {
-        const p = await runPhase(gw, mockOrigin, mockPid, target, mode, shape, s);
+      for (const p of await runGroup(gw, mockOrigin, mockPid, mode, shape, s)) {
         phases.push(p);
         log(
-          `  ${gw.name} ${mode} ${shape.name} ${target}: ${p.requests} req, ${p.errors} err, ` +
+          `  ${gw.name} ${mode} ${shape.name} ${p.target}: ${p.requests} req, ${p.errors} err, ` +
             `${p.rps.toFixed(0)} req/s, p50 ${p.latency.p50.toFixed(2)} ms, p99 ${p.latency.p99.toFixed(2)} ms` +
             (p.ttfb ? `, TTFB p50 ${p.ttfb.p50.toFixed(2)} ms` : '') +
-            (target.startsWith('suite') ? `, suite CPU ${p.cpuUs.suite.toFixed(0)} µs/req` : '') +
+            (p.target.startsWith('suite') ? `, suite CPU ${p.cpuUs.suite.toFixed(0)} µs/req` : '') +
+            `, others ${p.foreignCores.toFixed(2)} cores` +
             (p.firstError ? ` [${p.firstError}]` : ''),
         );
       }
     }
   }
   let mem: MemoryResult | undefined;
-  if (s.memoryRequests > 0) {
+  if (s.memoryRequests > 0 && s.memoryOn.includes(gw.kind)) {
     log(`  ${gw.name}: memory phase, ${s.memoryRequests} requests`);
     mem = await memoryPhase(gw, s, memorySeconds);
   }
@@ -664,10 +799,12 @@ async function main(): Promise<void> {
     options: {
       requests: { type: 'string', default: '100000' },
       'phase-requests': { type: 'string', default: '2000' },
-      'phase-seconds': { type: 'string', default: '6' },
+      'phase-seconds': { type: 'string', default: '4' },
       warmup: { type: 'string', default: '200' },
+      rounds: { type: 'string', default: '3' },
+      modes: { type: 'string', default: 'json,stream' },
       concurrency: { type: 'string', default: '8,32' },
-      paced: { type: 'string', default: '1:20,8:20' },
+      paced: { type: 'string', default: '1:20' },
       'chunk-delay-ms': { type: 'string', default: '1' },
       'kong-lab': { type: 'string', default: process.env.KONG_LAB },
       'kong-lab-scripts': {
@@ -675,18 +812,28 @@ async function main(): Promise<void> {
         default: process.env.KONG_LAB_SCRIPTS ?? '/work/shared/kong-lab',
       },
       'kong-wait': { type: 'string', default: '900' },
-      'memory-seconds': { type: 'string', default: '240' },
+      'memory-seconds': { type: 'string', default: '420' },
+      'memory-on': { type: 'string' },
       only: { type: 'string' },
       out: { type: 'string', default: 'docs/benchmarks.md' },
       json: { type: 'string', default: 'docs/benchmarks.json' },
       keep: { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
+      render: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
   });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (values.render) {
+    // Presentation only: the Markdown again from a raw JSON of an earlier run.
+    const earlier = JSON.parse(readFileSync(values.render, 'utf8')) as Run;
+    const markdown = renderMarkdown(earlier);
+    process.stdout.write(markdown);
+    if (values.out !== '-') writeMarkdown(path.resolve(installationRoot(), String(values.out)), markdown);
     return;
   }
   const num = (name: keyof typeof values) => {
@@ -711,16 +858,24 @@ async function main(): Promise<void> {
     phaseRequests: num('phase-requests'),
     phaseSeconds: num('phase-seconds'),
     warmup: num('warmup'),
+    rounds: Math.max(1, Math.round(num('rounds'))),
+    modes: String(values.modes)
+      .split(',')
+      .filter((m): m is Mode => m === 'json' || m === 'stream'),
     shapes,
     memoryRequests: num('requests'),
     profile: !values['no-profile'],
     workDir: '',
+    memoryOn: [],
   };
   const chunkDelayMs = num('chunk-delay-ms');
   const lab = values['kong-lab'];
   const wantDev = values.only !== 'kong';
   const wantKong = values.only !== 'dev' && lab !== undefined && lab !== '';
   if (values.only === 'kong' && !lab) throw new Error('--only kong needs --kong-lab DIR');
+  const memoryOn = values['memory-on'] ?? (wantKong ? 'kong' : 'dev');
+  if (!['dev', 'kong', 'both'].includes(memoryOn)) throw new Error(`--memory-on dev|kong|both\n${USAGE}`);
+  settings.memoryOn = memoryOn === 'both' ? ['dev', 'kong'] : [memoryOn as 'dev' | 'kong'];
 
   const root = installationRoot();
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'aigw-bench-'));
@@ -737,9 +892,11 @@ async function main(): Promise<void> {
         'measured requests per phase ≤': settings.phaseRequests,
         'seconds per phase ≤': settings.phaseSeconds,
         'warm-up requests per phase': settings.warmup,
+        'interleaved rounds per phase': settings.rounds,
         'mock chunk delay ms': chunkDelayMs,
         'stream chunks': ANSWER_WORDS + 2,
         'memory phase requests': settings.memoryRequests,
+        'memory phase on': settings.memoryOn.join(' + '),
       },
       notes,
     },
@@ -807,6 +964,8 @@ async function main(): Promise<void> {
     } else notes.push('No real Kong in this run (`--kong-lab DIR` adds it).');
   } finally {
     await cleanup();
+    if (!values.keep) rmSync(workDir, { recursive: true, force: true });
+    else log(`work folder kept: ${workDir}`);
   }
 
   notes.push(
@@ -824,8 +983,6 @@ async function main(): Promise<void> {
   if (outFile !== '-') writeMarkdown(path.resolve(root, outFile), markdown);
   const jsonFile = String(values.json);
   if (jsonFile !== '-') writeFileSync(path.resolve(root, jsonFile), `${JSON.stringify(run, null, 1)}\n`);
-  if (!values.keep) rmSync(workDir, { recursive: true, force: true });
-  else log(`work folder kept: ${workDir}`);
 }
 
 main().then(

@@ -270,6 +270,53 @@ export function summarizeProfile(profile: CpuProfile, root: string, top = 15) {
     const fnKey = `${functionName || '(anonymous)'} ${a}${url ? `:${lineNumber + 1}` : ''}`;
     byFn.set(fnKey, (byFn.get(fnKey) ?? 0) + hits);
   }
+  // Inclusive time of the suite's own functions (self + callees), each counted once per stack.
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const keyOf = (n: CpuProfile['nodes'][number]) => {
+    const { functionName, url, lineNumber } = n.callFrame;
+    return `${functionName || '(anonymous)'} ${area(url, functionName)}${url ? `:${lineNumber + 1}` : ''}`;
+  };
+  const inclusive = new Map<string, number>();
+  for (const n of profile.nodes) {
+    const hits = n.hitCount ?? 0;
+    if (!hits) continue;
+    const seen = new Set<string>();
+    for (let id: number | undefined = n.id; id !== undefined; id = parent.get(id)) {
+      const node = byId.get(id)!;
+      const k = keyOf(node);
+      if (!k.includes(' suite: ') || seen.has(k)) continue;
+      seen.add(k);
+      inclusive.set(k, (inclusive.get(k) ?? 0) + hits);
+    }
+  }
+  // Each sample goes to the part of the suite nearest the top of its stack.
+  const parts = new Map<string, number>();
+  const dist = `${root}/dist/`;
+  for (const n of profile.nodes) {
+    const hits = n.hitCount ?? 0;
+    if (!hits) continue;
+    const fn = n.callFrame.functionName;
+    let part = 'I/O callbacks with no suite frame (sockets, undici, http parser)';
+    if (fn === '(idle)') part = 'idle';
+    else if (fn === '(garbage collector)' || fn === '(program)') part = 'GC and native (program)';
+    else {
+      for (let id: number | undefined = n.id; id !== undefined; id = parent.get(id)) {
+        const url = byId.get(id)!.callFrame.url.replace(/^file:\/\//, '');
+        if (!url.startsWith(dist)) continue;
+        const rel = url.slice(dist.length);
+        if (rel.startsWith('lib/log/') || rel.startsWith('plugins/ai-metrics/'))
+          part = 'ai-metrics log handler and logging';
+        else if (rel.startsWith('lib/relay/') || rel.startsWith('lib/llm/sse')) part = 'relay';
+        else if (rel.startsWith('lib/') || rel.startsWith('plugins/'))
+          part = 'plugin RPC (listener, plugin server, access handlers)';
+        else continue;
+        break;
+      }
+    }
+    parts.set(part, (parts.get(part) ?? 0) + hits);
+  }
   const sorted = (m: Map<string, number>) =>
     [...m.entries()]
       .sort((x, y) => y[1] - x[1])
@@ -278,6 +325,8 @@ export function summarizeProfile(profile: CpuProfile, root: string, top = 15) {
   return {
     functions: sorted(byFn),
     areas: sorted(byArea),
+    inclusive: sorted(inclusive),
+    parts: sorted(parts),
     durationMs: (profile.endTime - profile.startTime) / 1000,
   };
 }

@@ -43,6 +43,10 @@ export interface PhaseResult {
   /** Round trips per request: histogram {roundTrips: count}, from the emulator and from the ai-metrics line. */
   roundTrips: { emulator?: Record<string, number>; log?: Record<string, number> };
   logLines?: number;
+  /** From the ai-metrics lines: Kong's own latency (latencies.kong, whole ms) and the relay's provider call. */
+  logLatency?: { kong?: Dist; relay?: Dist };
+  /** Connections open to the plugin sockets right after the phase (Kong keeps them alive between calls). */
+  rpcConnections?: number;
 }
 
 export interface MemoryCheckpoint {
@@ -88,6 +92,10 @@ export interface ProfileResult {
   durationMs?: number;
   functions?: Array<{ name: string; percent: number }>;
   areas?: Array<{ name: string; percent: number }>;
+  /** The suite's own functions, self + callees. */
+  inclusive?: Array<{ name: string; percent: number }>;
+  /** Samples by the part of the suite nearest the top of the stack. */
+  parts?: Array<{ name: string; percent: number }>;
 }
 
 export interface Run {
@@ -220,6 +228,35 @@ function summaryTable(cs: Comparison[]): string {
   );
 }
 
+function cpuTable(cs: Comparison[]): string {
+  const total = (p: PhaseResult) =>
+    [p.cpuUs.suite, p.cpuUs.gateway, p.cpuUs.mock].filter((v) => !Number.isNaN(v)).reduce((a, b) => a + b, 0);
+  return table(
+    [
+      'gateway',
+      'mode',
+      'load',
+      'baseline: gateway + mock',
+      'suite: suite server + gateway + mock',
+      'suite ÷ baseline',
+      'suite, no log line: suite server',
+      'load generator (suite)',
+      'busy · others (suite phase)',
+    ],
+    cs.map((c) => [
+      c.gateway,
+      c.mode,
+      shapeText(c.shape),
+      `${int(c.base.cpuUs.gateway)} + ${int(c.base.cpuUs.mock)} = ${int(total(c.base))}`,
+      `${int(c.suite.cpuUs.suite)} + ${int(c.suite.cpuUs.gateway)} + ${int(c.suite.cpuUs.mock)} = ${int(total(c.suite))}`,
+      `${(total(c.suite) / total(c.base)).toFixed(1)} ×`,
+      c.nolog ? int(c.nolog.cpuUs.suite) : '–',
+      int(c.suite.cpuUs.generator),
+      `${c.suite.coresBusy.toFixed(2)} · ${c.suite.foreignCores.toFixed(2)}`,
+    ]),
+  );
+}
+
 function phaseTable(phases: PhaseResult[]): string {
   const stream = phases.some((p) => p.mode === 'stream');
   const head = [
@@ -235,6 +272,8 @@ function phaseTable(phases: PhaseResult[]): string {
     'CPU µs/req suite · gw · mock · gen',
     'cores busy ours · others',
     'RT/req emu · log',
+    'RPC conns open',
+    'Kong latency p50 / p99 (log)',
   ];
   return table(
     head,
@@ -257,6 +296,8 @@ function phaseTable(phases: PhaseResult[]): string {
       `${int(p.cpuUs.suite)} · ${int(p.cpuUs.gateway)} · ${int(p.cpuUs.mock)} · ${int(p.cpuUs.generator)}`,
       `${p.coresBusy.toFixed(2)} · ${p.foreignCores.toFixed(2)}`,
       `${histText(p.roundTrips.emulator)} · ${histText(p.roundTrips.log)}`,
+      p.rpcConnections === undefined ? '–' : String(p.rpcConnections),
+      p.logLatency?.kong ? `${p.logLatency.kong.p50} / ${p.logLatency.kong.p99}` : '–',
     ]),
   );
 }
@@ -389,6 +430,13 @@ export function renderMarkdown(run: Run): string {
       'no plugins and points at the mock). Ratio = suite req/s ÷ baseline req/s.',
   );
   parts.push(summaryTable(comparisons(run.phases)));
+  parts.push('### CPU per request');
+  parts.push(
+    'CPU time (all threads) per request, µs, on the measured part of each phase. The machine has 2 cores; ' +
+      '"busy" is the CPU of our processes over wall time (suite phase), "others" the rest of the machine. ' +
+      'When busy is near 2, the ratio of CPU per request is what sets the ratio of throughput.',
+  );
+  parts.push(cpuTable(comparisons(run.phases)));
   for (const m of run.memory) {
     parts.push(`### Memory of the suite server, ${m.gateway}`);
     parts.push(
@@ -412,14 +460,25 @@ export function renderMarkdown(run: Run): string {
         `(a separate run after the measured phases; the profiler itself adds some cost). Self time, % of samples ` +
         `(idle included).`,
     );
+    if (p.parts) {
+      parts.push(
+        `By part of the suite (the suite file nearest the top of each sampled stack): ${p.parts
+          .map((x) => `${x.name} ${x.percent.toFixed(1)} %`)
+          .join(', ')}.`,
+      );
+    }
+    const cell = (list: Array<{ name: string; percent: number }> | undefined, i: number) => [
+      list?.[i]?.name.replace(/\|/g, '\\|') ?? '',
+      list?.[i] ? list[i]!.percent.toFixed(1) : '',
+    ];
+    const rows = Math.max(p.areas?.length ?? 0, p.functions?.length ?? 0, p.inclusive?.length ?? 0);
     parts.push(
       table(
-        ['area', '%', 'function (self time)', '%'],
-        Array.from({ length: Math.max(p.areas?.length ?? 0, p.functions?.length ?? 0) }, (_, i) => [
-          p.areas?.[i]?.name ?? '',
-          p.areas?.[i] ? p.areas[i]!.percent.toFixed(1) : '',
-          p.functions?.[i]?.name.replace(/\|/g, '\\|') ?? '',
-          p.functions?.[i] ? p.functions[i]!.percent.toFixed(1) : '',
+        ['area (self)', '%', 'function (self)', '%', 'suite function (self + callees)', '%'],
+        Array.from({ length: rows }, (_, i) => [
+          ...cell(p.areas, i),
+          ...cell(p.functions, i),
+          ...cell(p.inclusive, i),
         ]),
       ),
     );
