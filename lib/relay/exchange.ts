@@ -40,6 +40,8 @@ export class Exchange {
   private firstWriteMs?: number;
   private providerUsage?: Usage;
   private contentChars = 0;
+  /** [DONE] came: the rest of the provider's body is being read to keep its connection. */
+  private drainingAfterDone = false;
   private upstreamHeaders: IncomingHeaders = {};
   private providerCode?: string;
 
@@ -141,7 +143,7 @@ export class Exchange {
     } finally {
       // Unread bodies (early failures) must not hold the connection. undici reports the
       // destroy of an unread body as an 'error' event, which nobody else listens to.
-      if (response && !response.body.destroyed) {
+      if (response && !response.body.destroyed && !this.drainingAfterDone) {
         response.body.on('error', () => {});
         response.body.destroy();
       }
@@ -197,10 +199,12 @@ export class Exchange {
     const clientWantsUsage = typeof options === 'object' && options?.include_usage === true;
     const translator = adapter.streamTranslator(this.ctx.endpoint, { clientWantsUsage });
     const parser = new SseParser();
-    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    // Leaving the loop at [DONE] must not destroy the body: undici would drop the connection.
+    const chunks = response.body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
+    for await (const chunk of chunks) {
       this.onChunk();
       for (const event of parser.push(chunk)) {
-        if (await this.forward(translator.onEvent(event))) return this.endStream();
+        if (await this.forward(translator.onEvent(event))) return this.endStream(response);
       }
       if (parser.pendingLength > this.deps.maxResponseBytes) {
         throw new GatewayError(
@@ -210,7 +214,7 @@ export class Exchange {
       }
     }
     for (const event of parser.end()) {
-      if (await this.forward(translator.onEvent(event))) return this.endStream();
+      if (await this.forward(translator.onEvent(event))) return this.endStream(response);
     }
     throw new GatewayError('AIGW_STREAM_BROKEN', 'the provider ended the stream without [DONE]');
   }
@@ -252,8 +256,15 @@ export class Exchange {
     }
   }
 
-  private endStream(): void {
+  /**
+   * The client's stream ends at [DONE]. What the provider sends after it (usually nothing
+   * but the end of the body) is read and dropped in the background, so undici can reuse
+   * the connection; a provider that keeps it open past a second loses it instead.
+   */
+  private endStream(response: UpstreamResponse): void {
     this.res.end();
+    this.drainingAfterDone = true;
+    response.body.dump({ limit: 64 * 1024, signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
   }
 
   private exposeHeaders(): Record<string, string> {
