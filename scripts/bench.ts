@@ -25,13 +25,13 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { installationRoot } from '../lib/kong/kong-conf';
+import { freePort } from '../spec/support/redis';
 import { KongLab, waitForLab } from './bench/kong-lab';
 import { type LoadResult, type LoadSpec, percentile, runLoad } from './bench/load';
 import {
@@ -94,17 +94,6 @@ const HOSTS: Record<Exclude<TargetName, 'direct'>, string> = {
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function forkChild(
   script: string,

@@ -8,15 +8,9 @@
  * MOCK_API_KEY (when set, requests must carry it as `Authorization: Bearer ...`),
  * MOCK_CHUNK_DELAY_MS (delay between streamed chunks, default 5). Prints its base URL.
  */
-import { startOpenAIMock } from '../spec/support/providers/openai';
 
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer`);
-  return n;
-}
+import { intFromEnv } from '../lib/env';
+import { startOpenAIMock } from '../spec/support/providers/openai';
 
 async function main(): Promise<void> {
   const mock = await startOpenAIMock({

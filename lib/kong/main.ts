@@ -12,18 +12,11 @@
  */
 import { parseArgs } from 'node:util';
 import { suitePlugins } from '../../plugins';
+import { intFromEnv } from '../env';
 import { rootLogger } from '../log/logger';
 import { defaultSocketDir } from './kong-conf';
 import { pluginInfo } from './plugin';
 import { startSuiteServer } from './suite-server';
-
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer`);
-  return n;
-}
 
 function dump(name: string): void {
   const plugin = suitePlugins.find((p) => p.name === name);
