@@ -384,15 +384,7 @@ interface Settings {
 }
 
 /** One slice of a phase: what was measured, before percentiles. Slices of one phase add up. */
-interface RawPhase {
-  requests: number;
-  errors: number;
-  firstError?: string;
-  wallMs: number;
-  latency: number[];
-  ttfb: number[];
-  ttft: number[];
-  gaps: number[];
+interface RawPhase extends Omit<LoadResult, 'generatorCpuMs'> {
   /** CPU ms over the measured part. */
   cpu: { suite: number; gateway: number; mock: number; generator: number; machine: number };
   rtEmulator?: Record<string, number>;
@@ -489,20 +481,14 @@ async function runSlice(
     },
   });
   const suite = target.startsWith('suite');
+  const { generatorCpuMs, ...measured } = result;
   const raw: RawPhase = {
-    requests: result.requests,
-    errors: result.errors,
-    firstError: result.firstError,
-    wallMs: result.wallMs,
-    latency: result.latency,
-    ttfb: result.ttfb,
-    ttft: result.ttft,
-    gaps: result.gaps,
+    ...measured,
     cpu: {
       suite: suite ? cpu1.suite - cpu0.suite : 0,
       gateway: target === 'direct' ? 0 : cpu1.gateway - cpu0.gateway,
       mock: cpu1.mock - cpu0.mock,
-      generator: result.generatorCpuMs,
+      generator: generatorCpuMs,
       machine: cpu1.machine - cpu0.machine,
     },
     kongMs: [],

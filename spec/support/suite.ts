@@ -192,20 +192,7 @@ export function openAIError(res: DriverResponse): {
   return body.error;
 }
 
-/** Polls until fn returns something other than undefined (a hang detector, not a timing assertion). */
-export async function until<T>(
-  fn: () => T | undefined | Promise<T | undefined>,
-  what: string,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+export { until } from './eventually';
 
 // ------------------------------------------------------------------ in-process
 

@@ -4,6 +4,7 @@
  * down or slow: no instance yet → 500; cached instance → the plugin is skipped.
  */
 import type { ChildProcess } from 'node:child_process';
+import { until } from '../../support/eventually';
 import { KongDriver } from '../../support/kong';
 import {
   makeSocketDir,
@@ -25,16 +26,6 @@ function declarative(plugin: string, extra: Record<string, unknown> = {}) {
     services: [{ name: 'echo', url: upstream.url, routes: [{ name: 'v1', paths: ['/v1'] }] }],
     plugins: [{ name: plugin, config: { access: marker, ...extra } }],
   };
-}
-
-async function until<T>(fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 beforeAll(async () => {
@@ -141,7 +132,7 @@ test('a killed server is respawned; the stale instance id is reset and later req
       expect(res.status).toBe(200);
       const stats = await res.stats();
       return upstream.requests.at(-1)?.headers['x-probe'] === 'ran' ? stats : undefined;
-    });
+    }, 'requests to go through the restarted plugin');
     // The new server has no instance #0: "no plugin instance" resets the cache and starts one.
     expect(recovered.plugins['probe-a'].failures.map((f) => f.reason)).toEqual(['no plugin instance #0']);
     expect(recovered.instanceRpcs).toBe(1);
@@ -161,7 +152,7 @@ describe('an externally managed server (no start_cmd) that dies', () => {
   test('cached instance → the request continues without the plugin; new instance needed → 500', async () => {
     server = spawnPdkServer('probe-b', sockets.dir);
     const def = pdkServerDef('probe-b', sockets.dir, false);
-    await until(async () => ((await canConnect(def.socket)) ? true : undefined));
+    await until(async () => ((await canConnect(def.socket)) ? true : undefined), 'the socket to accept');
     const kong = await KongDriver.start({ pluginServers: [def], declarative: declarative('probe-b') });
     try {
       expect(kong.logText()).toContain("no start_cmd for 'probe-b', assuming external process management");

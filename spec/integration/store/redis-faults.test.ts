@@ -8,6 +8,7 @@ import net from 'node:net';
 import { GatewayError } from '../../../lib/errors';
 import { createLogger } from '../../../lib/log/logger';
 import { createStore, key, parseStoreConfig, type Store } from '../../../lib/store';
+import { eventually } from '../../support/eventually';
 import { freePort, type RedisServer, startRedis } from '../../support/redis';
 
 const HANG_LIMIT_MS = 2000;
@@ -45,19 +46,6 @@ async function failure(run: () => Promise<unknown>): Promise<{ err: GatewayError
   const ms = performance.now() - started;
   if (!(outcome instanceof GatewayError)) throw new Error(`expected a GatewayError, got ${String(outcome)}`);
   return { err: outcome, ms };
-}
-
-async function eventually<T>(what: string, attempt: () => Promise<T>, limitMs = 8000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (Date.now() > deadline)
-        throw new Error(`${what} did not happen within ${limitMs} ms: ${String(err)}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -170,9 +158,13 @@ describe('Redis store when Redis hangs or goes away mid-run', () => {
       expect(connected()).toHaveLength(1);
 
       await server.stop();
-      await eventually('the store noticing Redis is gone', async () => {
-        if (warnings().length === 0) throw new Error('no warning yet');
-      });
+      await eventually(
+        'the store noticing Redis is gone',
+        async () => {
+          if (warnings().length === 0) throw new Error('no warning yet');
+        },
+        8_000,
+      );
       for (const [name, call] of calls.filter(([n]) => n !== 'ping')) {
         const { err, ms } = await failure(() => call(store));
         expect(err.code).toBe('AIGW_STORE_UNAVAILABLE');
@@ -183,7 +175,7 @@ describe('Redis store when Redis hangs or goes away mid-run', () => {
       expect(warnings()).toHaveLength(1);
 
       await server.start(); // same port, empty data set
-      await eventually('the store reconnecting', () => store.set(key('t', 'after'), 'back'));
+      await eventually('the store reconnecting', () => store.set(key('t', 'after'), 'back'), 8_000);
       expect(await store.get(key('t', 'after'))).toEqual(Buffer.from('back'));
       expect(await store.incrBy(key('t', 'before'), 1)).toBe(1); // Redis lost the old count
       await store.ping();
@@ -200,7 +192,7 @@ describe('Redis store when Redis hangs or goes away mid-run', () => {
     try {
       expect((await failure(() => store.ping())).err.code).toBe('AIGW_STORE_UNAVAILABLE');
       await server.start();
-      await eventually('the first connection', () => store.ping());
+      await eventually('the first connection', () => store.ping(), 8_000);
       await store.set(key('t', 'late'), 'ok');
       expect(await store.get(key('t', 'late'))).toEqual(Buffer.from('ok'));
     } finally {

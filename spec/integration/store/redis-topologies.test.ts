@@ -6,22 +6,10 @@
 import { Redis } from 'ioredis';
 import { createLogger } from '../../../lib/log/logger';
 import { createStore, key, parseStoreConfig, type Store } from '../../../lib/store';
+import { eventually } from '../../support/eventually';
 import { type RedisServer, startRedis } from '../../support/redis';
 
 const quietLogger = createLogger({ level: 'silent' });
-
-async function eventually<T>(what: string, attempt: () => Promise<T>, limitMs = 10_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (Date.now() > deadline)
-        throw new Error(`${what} did not happen within ${limitMs} ms: ${String(err)}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
 
 /** The basic operations, end to end. */
 async function exercise(store: Store): Promise<void> {

@@ -60,16 +60,7 @@ export class HeaderList {
     for (const [name, value] of this.entries) {
       if (count >= max) break;
       count++;
-      const key = name.toLowerCase();
-      const existing = t.get(key);
-      if (existing === undefined) t.set(key, value);
-      else if (existing instanceof LuaTable) existing.set(existing.size + 1, value);
-      else {
-        const list = new LuaTable();
-        list.set(1, existing);
-        list.set(2, value);
-        t.set(key, list);
-      }
+      addMultiValue(t, name.toLowerCase(), value);
     }
     return t;
   }
@@ -99,18 +90,22 @@ export function decodeArgs(args: string, max = 100): LuaTable {
     const eq = part.indexOf('=');
     const key = unescapeArg(eq === -1 ? part : part.slice(0, eq));
     if (key === '') continue;
-    const value: LuaValue = eq === -1 ? true : unescapeArg(part.slice(eq + 1));
-    const existing = t.get(key);
-    if (existing === undefined) t.set(key, value);
-    else if (existing instanceof LuaTable) existing.set(existing.size + 1, value);
-    else {
-      const list = new LuaTable();
-      list.set(1, existing);
-      list.set(2, value);
-      t.set(key, list);
-    }
+    addMultiValue(t, key, eq === -1 ? true : unescapeArg(part.slice(eq + 1)));
   }
   return t;
+}
+
+/** ngx's multi-value maps: the first value stays bare, a repeated key turns it into a list. */
+function addMultiValue(t: LuaTable, key: string, value: LuaValue): void {
+  const existing = t.get(key);
+  if (existing === undefined) t.set(key, value);
+  else if (existing instanceof LuaTable) existing.set(existing.size + 1, value);
+  else {
+    const list = new LuaTable();
+    list.set(1, existing);
+    list.set(2, value);
+    t.set(key, list);
+  }
 }
 
 /** ngx.escape_uri (component escaping): everything but alphanumerics and -._~. */
