@@ -1,0 +1,94 @@
+import { ContextStore } from '../../../lib/context';
+import { buildLogRecord } from '../../../plugins/ai-metrics/log-record';
+
+const contexts = new ContextStore();
+afterAll(() => contexts.close());
+
+function context() {
+  const ctx = contexts.create({
+    requestId: 'req-1',
+    method: 'POST',
+    path: '/v1/chat/completions',
+    endpoint: 'chat.completions',
+    headers: { authorization: ['Bearer sk-client-secret-123456'] },
+    body: { model: 'fast', stream: true, messages: [{ role: 'user', content: 'PROMPT-TEXT' }] },
+  });
+  ctx.route = {
+    reason: 'target name',
+    exposeTarget: true,
+    targets: [
+      {
+        name: 'fast',
+        provider: 'openai',
+        model: 'gpt-4o-mini',
+        base_url: 'http://x/v1',
+        api_key: 'sk-provider-secret-123456',
+        headers: {},
+        timeouts: { connect_ms: 1, first_byte_ms: 1, idle_ms: 1, total_ms: 1 },
+      },
+    ],
+  };
+  ctx.outcome = {
+    target: 'fast',
+    provider: 'openai',
+    model: 'gpt-4o-mini',
+    response_model: 'gpt-4o-mini-2024',
+    status: 200,
+    usage: { input_tokens: 3, output_tokens: 5, total_tokens: 8 },
+    usage_source: 'provider',
+    stream: true,
+    started_at: 0,
+    ttft_ms: 12,
+    latency_ms: 40,
+    bytes_out: 900,
+    end: 'complete',
+  };
+  ctx.pdkCalls = 5;
+  return ctx;
+}
+
+const kongData = {
+  request: { id: 'kong-req' },
+  response: { status: 200 },
+  latencies: { kong: 2, request: 45 },
+  consumer: { id: 'consumer-uuid' },
+  route: { id: 'route-uuid' },
+};
+
+describe('ai-metrics log record', () => {
+  it('carries GenAI attributes, the outcome and every round trip of the request', () => {
+    expect(buildLogRecord(context(), kongData, { log_consumer: false }, 2)).toMatchObject({
+      request_id: 'req-1',
+      kong_request_id: 'kong-req',
+      route_id: 'route-uuid',
+      status: 200,
+      'gen_ai.operation.name': 'chat',
+      'gen_ai.provider.name': 'openai',
+      'gen_ai.request.model': 'fast',
+      'gen_ai.response.model': 'gpt-4o-mini-2024',
+      'gen_ai.usage.input_tokens': 3,
+      'gen_ai.usage.output_tokens': 5,
+      target: 'fast',
+      end: 'complete',
+      ttft_ms: 12,
+      kong_round_trips: 7,
+    });
+  });
+
+  it('holds no prompt, no key, and the consumer only when asked', () => {
+    const quiet = JSON.stringify(buildLogRecord(context(), kongData, { log_consumer: false }));
+    for (const secret of ['PROMPT-TEXT', 'sk-client-secret', 'sk-provider-secret', 'consumer-uuid']) {
+      expect(quiet).not.toContain(secret);
+    }
+    expect(buildLogRecord(context(), kongData, { log_consumer: true })).toMatchObject({
+      consumer_id: 'consumer-uuid',
+    });
+  });
+
+  it('still logs a request refused before it had a context', () => {
+    expect(buildLogRecord(undefined, { response: { status: 400 } }, { log_consumer: false })).toMatchObject({
+      status: 400,
+      kong_round_trips: undefined,
+    });
+  });
+});
