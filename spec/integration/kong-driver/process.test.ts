@@ -126,16 +126,23 @@ test('a killed server is respawned; the stale instance id is reset and later req
     process.kill(pid as number, 'SIGKILL');
     expect(await respawned).not.toBe(pid);
 
-    // While it restarts, the cached instance only needs HandleEvent: requests go on without the plugin.
-    const recovered = await until(async () => {
+    // While it restarts, the cached instance only needs HandleEvent: requests go on without the plugin
+    // (the socket is refused, or missing while the new server replaces it). The server may come up between two phases of one request, so the
+    // trace is summed over every request until one runs the plugin end to end.
+    const failures: string[] = [];
+    let instanceRpcs = 0;
+    await until(async () => {
       const res = await kong.request({ path: '/v1' });
       expect(res.status).toBe(200);
       const stats = await res.stats();
-      return upstream.requests.at(-1)?.headers['x-probe'] === 'ran' ? stats : undefined;
+      failures.push(...(stats.plugins['probe-a']?.failures ?? []).map((f) => f.reason));
+      instanceRpcs += stats.instanceRpcs;
+      return upstream.requests.at(-1)?.headers['x-probe'] === 'ran' ? true : undefined;
     }, 'requests to go through the restarted plugin');
-    // The new server has no instance #0: "no plugin instance" resets the cache and starts one.
-    expect(recovered.plugins['probe-a'].failures.map((f) => f.reason)).toEqual(['no plugin instance #0']);
-    expect(recovered.instanceRpcs).toBe(1);
+    // The new server has no instance #0: "no plugin instance" resets the cache and starts one, once.
+    const whileDown = ['connection refused', 'no such file or directory'];
+    expect(failures.filter((r) => !whileDown.includes(r))).toEqual(['no plugin instance #0']);
+    expect(instanceRpcs).toBe(1);
     expect(kong.pluginServers.outputText('probe-a')).toContain('instance #0 of probe-a started');
   } finally {
     await kong.close();
