@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { RequestContext, type RequestContextInit } from './request-context';
+import { RequestContext, type RequestContextInit, type RequestPolicy } from './request-context';
 
 export interface ContextStoreOptions {
-  /** Longest a context may live, whatever happens (covers requests Kong never proxied). */
+  /** Longest a ticket may live, whatever happens (covers requests Kong never proxied). */
   max_age_ms: number;
   /** How long a settled context waits for the log phase before it is dropped. */
   settled_grace_ms: number;
@@ -16,14 +16,25 @@ const DEFAULTS: ContextStoreOptions = {
   sweep_interval_ms: 1_000,
 };
 
+/** One plugin instance's claim on one request, issued in Kong's access phase. */
+export interface Ticket {
+  readonly id: string;
+  readonly policy: RequestPolicy;
+  readonly issuedAt: number;
+  /** Round trips of the access event that issued it. */
+  roundTrips: number;
+  /** Set when the relay takes the ticket: a ticket serves one request, once. */
+  ctx?: RequestContext;
+}
+
 /**
- * The in-process map of live request contexts. Ids are 128-bit random, so a client cannot
- * guess one; the relay accepts only ids found here. Entries are dropped by the log phase,
- * or by the sweeper when they outlive their grace, so nothing leaks.
+ * Live tickets and the request contexts built from them. Ticket ids are 128-bit random, so
+ * a client cannot guess one; the relay accepts only tickets found here, each once. Entries
+ * are dropped by the log phase, or by the sweeper when they outlive their grace, so
+ * nothing leaks.
  */
 export class ContextStore {
-  private readonly contexts = new Map<string, RequestContext>();
-  private readonly settledAt = new Map<string, number>();
+  private readonly tickets = new Map<string, Ticket>();
   private readonly options: ContextStoreOptions;
   private readonly timer: NodeJS.Timeout;
 
@@ -33,44 +44,76 @@ export class ContextStore {
     this.timer.unref();
   }
 
-  create(init: RequestContextInit): RequestContext {
-    const ctx = new RequestContext(randomBytes(16).toString('base64url'), init);
-    this.contexts.set(ctx.id, ctx);
+  issue(policy: RequestPolicy): Ticket {
+    const ticket: Ticket = {
+      id: randomBytes(16).toString('base64url'),
+      policy,
+      issuedAt: Date.now(),
+      roundTrips: 0,
+    };
+    this.tickets.set(ticket.id, ticket);
+    return ticket;
+  }
+
+  /**
+   * The relay's side: takes the live, untaken tickets among `ids` and builds the request's
+   * context from their policies. Undefined when none is: the request was not admitted by
+   * the plugins, or is a replay.
+   */
+  open(ids: readonly string[], init: Omit<RequestContextInit, 'policies'>): RequestContext | undefined {
+    const taken: Ticket[] = [];
+    for (const id of ids) {
+      const ticket = this.tickets.get(id);
+      if (ticket && !ticket.ctx && !taken.includes(ticket)) taken.push(ticket);
+    }
+    if (taken.length === 0) return undefined;
+    taken.sort((a, b) => b.policy.priority - a.policy.priority);
+    const ctx = new RequestContext({ ...init, policies: taken.map((t) => t.policy) });
+    for (const ticket of taken) {
+      ticket.ctx = ctx;
+      ctx.pdkCalls += ticket.roundTrips;
+    }
     return ctx;
   }
 
-  get(id: unknown): RequestContext | undefined {
-    return typeof id === 'string' ? this.contexts.get(id) : undefined;
+  /** The log phase's side: the context the relay built from any of `ids`, if it got that far. */
+  find(ids: readonly string[]): RequestContext | undefined {
+    for (const id of ids) {
+      const ctx = this.tickets.get(id)?.ctx;
+      if (ctx) return ctx;
+    }
+    return undefined;
   }
 
-  /** Marks the exchange finished; the context then lives only for the log-phase grace. */
+  /** Marks the exchange finished; its tickets then live only for the log-phase grace. */
   settle(ctx: RequestContext): void {
-    ctx.settled = true;
-    if (this.contexts.has(ctx.id)) this.settledAt.set(ctx.id, Date.now());
+    ctx.settledAt ??= Date.now();
   }
 
-  delete(id: string): void {
-    this.contexts.delete(id);
-    this.settledAt.delete(id);
+  /** Forgets the tickets (the request is over). */
+  delete(ids: readonly string[]): void {
+    for (const id of ids) this.tickets.delete(id);
   }
 
   get size(): number {
-    return this.contexts.size;
+    return this.tickets.size;
   }
 
   sweep(now = Date.now()): void {
     const { max_age_ms, settled_grace_ms } = this.options;
-    for (const [id, ctx] of this.contexts) {
-      const settled = this.settledAt.get(id);
-      if (now - ctx.createdAt > max_age_ms || (settled !== undefined && now - settled > settled_grace_ms)) {
-        this.delete(id);
+    for (const [id, ticket] of this.tickets) {
+      const settledAt = ticket.ctx?.settledAt;
+      if (
+        now - ticket.issuedAt > max_age_ms ||
+        (settledAt !== undefined && now - settledAt > settled_grace_ms)
+      ) {
+        this.tickets.delete(id);
       }
     }
   }
 
   close(): void {
     clearInterval(this.timer);
-    this.contexts.clear();
-    this.settledAt.clear();
+    this.tickets.clear();
   }
 }

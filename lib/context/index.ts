@@ -1,5 +1,15 @@
 export * from './context-store';
 export * from './request-context';
 
-/** Request header that carries the context id from the first suite plugin to the others and to the relay. */
+/** Upstream request header that carries each suite plugin's ticket to the relay (one value per plugin). */
 export const CONTEXT_HEADER = 'x-aigw-context';
+
+/** The ticket ids in a context header, whether it arrives as lines (arrays) or joined with commas. */
+export function ticketIds(value: string | readonly string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const values = typeof value === 'string' ? [value] : value;
+  return values
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter((v) => v.length > 0);
+}

@@ -83,72 +83,85 @@ export interface RelayOutcome {
   error?: { code: ErrorCode; message: string };
 }
 
-export interface Consumer {
-  id: string;
-  username?: string;
-  custom_id?: string;
-}
-
 export type HeaderMap = Record<string, string[]>;
 
-/** What the first suite plugin learns from Kong, once per request. */
+/** An answer a policy gives in place of the provider's (e.g. `/v1/models`, a cache hit). */
+export interface PolicyAnswer {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * A plugin instance's part in one request. Its access handler issues a ticket for it; the
+ * relay runs the policies of a request's tickets in Kong's priority order, before the
+ * provider call. A policy decides (route, budget...) by writing to the context, answers
+ * the request itself by returning an answer, or refuses it by throwing a GatewayError.
+ */
+export interface RequestPolicy {
+  readonly plugin: string;
+  /** Kong's priority of the plugin: higher runs first, as in Kong. */
+  readonly priority: number;
+  /** The route and service the plugin instance is attached to (Kong's ids), if any. */
+  readonly routeId?: string;
+  readonly serviceId?: string;
+  apply(ctx: RequestContext): PolicyAnswer | undefined | Promise<PolicyAnswer | undefined>;
+}
+
+/** What the relay learns from the request Kong proxies to it. */
 export interface RequestContextInit {
   requestId: string;
   method: string;
   path: string;
-  endpoint: Endpoint;
   headers: HeaderMap;
-  /** Parsed JSON body (undefined for GET). */
-  body?: Record<string, unknown>;
-  routeId?: string;
-  serviceId?: string;
+  /** The policies of the request's tickets, highest priority first. */
+  policies: readonly RequestPolicy[];
 }
 
 /**
- * Everything the suite knows about one request, kept in-process under an unguessable id.
- * Plugins add decisions, the relay adds the outcome, the log phase reads both.
+ * Everything the suite knows about one request. Built by the relay from the tickets the
+ * plugins issued in Kong's access phase; policies add decisions, the exchange adds the
+ * outcome, the log phase reads both.
  */
 export class RequestContext {
   readonly createdAt = Date.now();
   readonly requestId: string;
   readonly method: string;
   readonly path: string;
-  readonly endpoint: Endpoint;
   readonly headers: HeaderMap;
-  readonly body?: Record<string, unknown>;
-  readonly routeId?: string;
-  readonly serviceId?: string;
-  /** `undefined` until asked of Kong; `null` when the request has no consumer. */
-  consumer?: Consumer | null;
+  readonly policies: readonly RequestPolicy[];
+  /** Known once the request line and body have been checked. */
+  endpoint?: Endpoint;
+  /** Parsed JSON body (undefined for GET); policies may rewrite it before the provider call. */
+  body?: Record<string, unknown>;
   route?: RouteDecision;
   outcome?: RelayOutcome;
-  /** Set once the relay has answered (or the request ended before reaching it). */
-  settled = false;
-  /** PDK round trips made by the suite for this request, all plugins together. */
+  /** The relay answered with an error before any provider call (bad input, unknown model...). */
+  refusal?: { status: number; code: ErrorCode };
+  /** When the relay finished with the request; the log phase has a grace period after it. */
+  settledAt?: number;
+  /** Kong ↔ suite round trips spent on this request by the access phase of its plugins. */
   pdkCalls = 0;
 
-  constructor(
-    readonly id: string,
-    init: RequestContextInit,
-  ) {
+  constructor(init: RequestContextInit) {
     this.requestId = init.requestId;
     this.method = init.method;
     this.path = init.path;
-    this.endpoint = init.endpoint;
     this.headers = init.headers;
-    this.body = init.body;
-    this.routeId = init.routeId;
-    this.serviceId = init.serviceId;
-  }
-
-  /** The relay has taken it (or the request ended): its id must not be used again. */
-  get used(): boolean {
-    return this.settled || this.outcome !== undefined;
+    this.policies = init.policies;
   }
 
   /** First value of a request header (names are lowercase). */
   header(name: string): string | undefined {
     return this.headers[name]?.[0];
+  }
+
+  /** Kong's ids of the route and service, as the plugins' configs know them. */
+  get routeId(): string | undefined {
+    return this.policies.find((p) => p.routeId)?.routeId;
+  }
+
+  get serviceId(): string | undefined {
+    return this.policies.find((p) => p.serviceId)?.serviceId;
   }
 
   get model(): string | undefined {

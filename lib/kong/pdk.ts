@@ -28,6 +28,8 @@ export interface KongPDK {
   service: {
     request: {
       setHeader(name: string, value: string): Promise<void>;
+      /** Adds a value, keeping the ones already set (each goes upstream as its own header line). */
+      addHeader(name: string, value: string): Promise<void>;
     };
   };
   client: {

@@ -1,7 +1,7 @@
 import type { TObject } from '@sinclair/typebox';
 import type { ConfigOf, PluginConfig } from '../config/define';
 import type { KongKeys } from '../config/validate';
-import type { ContextStore } from '../context';
+import { CONTEXT_HEADER, type ContextStore, type RequestPolicy } from '../context';
 import type { Logger } from '../log/logger';
 import type { Store } from '../store';
 import { SUITE_VERSION } from '../version';
@@ -69,25 +69,54 @@ export function pluginInfo(plugin: SuitePlugin) {
 
 export type { KongKeys };
 
+/** What a plugin instance does: its part in each request (run by the relay) and its log handler. */
+export interface PluginBehaviour {
+  /** Runs in the relay before the provider call; declaring it gives the plugin an access phase. */
+  request?: RequestPolicy['apply'];
+  log?: PhaseHandler;
+}
+
 /**
- * Declares a suite plugin: its config definition (schemas/<name>.ts), priority, phases, and
- * how an instance is built from a validated config. Config is validated once per instance.
+ * Declares a suite plugin: its config definition (schemas/<name>.ts), priority, and how an
+ * instance's behaviour is built from a validated config (once per instance, not per request).
+ * A plugin with a `request` policy gets an access handler of two round trips (HandleEvent
+ * and one `add_header`): it issues a ticket for the policy and adds it to the upstream
+ * request, where the relay finds it. The body, the checks and the decisions all happen in
+ * the relay, which receives the request anyway.
  */
 export function definePlugin<S extends TObject>(spec: {
   config: PluginConfig<S>;
   priority: number;
   phases: readonly Phase[];
-  create(config: ConfigOf<S>, keys: KongKeys, suite: Suite): PluginInstance;
+  create(config: ConfigOf<S>, keys: KongKeys, suite: Suite): PluginBehaviour;
 }): SuitePlugin {
+  const name = spec.config.name;
   return {
-    name: spec.config.name,
+    name,
     version: SUITE_VERSION,
     priority: spec.priority,
     phases: spec.phases,
     kongSchema: () => spec.config.kongSchema(),
     createInstance(raw, suite) {
       const { config, kong } = spec.config.validate(raw);
-      return spec.create(config, kong, suite);
+      const behaviour = spec.create(config, kong, suite);
+      const instance: PluginInstance = {};
+      if (behaviour.request) {
+        const policy: RequestPolicy = {
+          plugin: name,
+          priority: spec.priority,
+          routeId: kong.route_id,
+          serviceId: kong.service_id,
+          apply: behaviour.request,
+        };
+        instance.access = async (kongPdk, event) => {
+          const ticket = suite.contexts.issue(policy);
+          await kongPdk.service.request.addHeader(CONTEXT_HEADER, ticket.id);
+          ticket.roundTrips = event.roundTrips; // final: the relay cannot see the request before `ret`
+        };
+      }
+      if (behaviour.log) instance.log = behaviour.log;
+      return instance;
     },
   };
 }

@@ -46,7 +46,13 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   for (const plugin of options.plugins) {
     sockets.push(await listenRpc(join(options.socketDir, `${plugin.name}.sock`), plugins, logger));
   }
-  const relay = await startRelay({ host: options.relayHost, port: options.relayPort, contexts, logger });
+  const relay = await startRelay({
+    host: options.relayHost,
+    port: options.relayPort,
+    contexts,
+    logger,
+    limits: options.limits,
+  });
   logger.info(
     {
       socket_dir: options.socketDir,

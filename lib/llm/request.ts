@@ -42,7 +42,7 @@ export function checkDeclaredSize(contentLength: string | undefined, limits: Req
   }
 }
 
-function tooLarge(limits: RequestLimitsInput): GatewayError {
+export function tooLarge(limits: RequestLimitsInput): GatewayError {
   return new GatewayError('AIGW_BODY_TOO_LARGE', `request body exceeds ${limits.max_body_bytes} bytes`);
 }
 

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { ContextStore, RelayOutcome, RequestContext, Target, Usage } from '../context';
+import type { ContextStore, Endpoint, RelayOutcome, RequestContext, Target, Usage } from '../context';
 import { type ErrorCode, GatewayError, toGatewayError } from '../errors';
 import { SseParser, serializeSse } from '../llm/sse';
 import { countedUsage } from '../llm/usage';
@@ -25,6 +25,7 @@ const ERROR_BODY_BYTES = 64 * 1024;
  */
 export class Exchange {
   private readonly log: Logger;
+  private readonly endpoint: Endpoint;
   private readonly abort = new AbortController();
   private aborted?: AbortReason;
   private deadline?: NodeJS.Timeout;
@@ -50,6 +51,8 @@ export class Exchange {
     private readonly res: ServerResponse,
     private readonly deps: ExchangeDeps,
   ) {
+    if (!ctx.endpoint) throw new Error('an exchange needs a request the relay has read');
+    this.endpoint = ctx.endpoint;
     this.log = deps.logger.child({ request_id: ctx.requestId });
     // The client (Kong) went away before the answer was complete: stop paying for it.
     res.once('close', () => {
@@ -86,7 +89,7 @@ export class Exchange {
   }
 
   private async call(target: Target): Promise<void> {
-    const { endpoint } = this.ctx;
+    const { endpoint } = this;
     const stream = this.ctx.stream && endpoint !== 'embeddings';
     this.target = target;
     this.outcome = {
@@ -165,7 +168,7 @@ export class Exchange {
     } catch {
       throw new GatewayError('AIGW_UPSTREAM_PROTOCOL', 'the provider answered with a body that is not JSON');
     }
-    const parsed = adapter.parseResponse(this.ctx.endpoint, json);
+    const parsed = adapter.parseResponse(this.endpoint, json);
     this.providerUsage = parsed.usage;
     this.contentChars = parsed.contentChars;
     outcome.response_model = parsed.model;
@@ -197,7 +200,7 @@ export class Exchange {
     }
     const options = body.stream_options as { include_usage?: unknown } | null | undefined;
     const clientWantsUsage = typeof options === 'object' && options?.include_usage === true;
-    const translator = adapter.streamTranslator(this.ctx.endpoint, { clientWantsUsage });
+    const translator = adapter.streamTranslator(this.endpoint, { clientWantsUsage });
     const parser = new SseParser();
     // Leaving the loop at [DONE] must not destroy the body: undici would drop the connection.
     const chunks = response.body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
@@ -345,7 +348,7 @@ export class Exchange {
         outcome.usage = this.providerUsage;
         outcome.usage_source = 'provider';
       } else if (this.answered) {
-        outcome.usage = countedUsage(this.ctx.endpoint, this.ctx.body, this.contentChars);
+        outcome.usage = countedUsage(this.endpoint, this.ctx.body, this.contentChars);
         outcome.usage_source = 'counted';
       }
     }
@@ -353,7 +356,7 @@ export class Exchange {
     // Metadata only: never keys, prompts or answers.
     this.log.debug(
       {
-        endpoint: this.ctx.endpoint,
+        endpoint: this.endpoint,
         target: outcome?.target,
         provider: outcome?.provider,
         model: outcome?.model,

@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CONTEXT_HEADER, type ContextStore, type RequestContext } from '../context';
-import { GatewayError } from '../errors';
+import { CONTEXT_HEADER, type ContextStore, ticketIds } from '../context';
+import { GatewayError, toGatewayError } from '../errors';
+import type { RequestLimitsInput } from '../llm/request';
 import type { Logger } from '../log/logger';
 import { Exchange } from './exchange';
+import { readClientRequest } from './intake';
 import { UpstreamClient } from './upstream';
 
 export interface RelayOptions {
@@ -13,6 +16,8 @@ export interface RelayOptions {
   port: number;
   contexts: ContextStore;
   logger: Logger;
+  /** What a client request may be (body size, JSON depth). */
+  limits: RequestLimitsInput;
   /** Largest non-stream answer (and stream event) accepted from a provider. Default 32 MiB. */
   maxResponseBytes?: number;
 }
@@ -29,9 +34,10 @@ const DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
 const KEEP_ALIVE_MS = 65_000;
 
 /**
- * The relay: Kong's upstream for LLM routes. It serves only requests that carry a context
- * id issued by the suite's plugins, from loopback peers; it calls the provider the
- * plugins chose and streams the answer back.
+ * The relay: Kong's upstream for LLM routes. It serves only requests, from loopback peers,
+ * that carry tickets issued by the suite's plugins in Kong's access phase. It reads and
+ * checks the request, runs the plugins' policies (route, budget...), calls the provider
+ * they chose and streams the answer back.
  */
 export async function startRelay(options: RelayOptions): Promise<Relay> {
   const logger = options.logger.child({ component: 'relay' });
@@ -50,22 +56,45 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     res.once('close', () => {
       if (closing) server.closeIdleConnections();
     });
-    // The body comes from the context (the plugins may have rewritten it); drain what Kong sends.
-    req.resume();
-    const ctx = options.contexts.get(req.headers[CONTEXT_HEADER]);
-    const refusal = refuse(req, ctx);
-    if (refusal) {
-      logger.debug({ reason: refusal.message }, 'relay refused a request');
-      sendError(res, refusal);
-      return;
-    }
-    new Exchange(ctx!, res, deps).run().catch((err: unknown) => {
-      // Exchange.run handles its own failures; this is the last guard against a hung request.
+    serve(req, res).catch((err: unknown) => {
+      // serve and Exchange.run handle their own failures; this is the last guard against a hung request.
       logger.error({ err }, 'relay exchange crashed');
       if (res.headersSent) res.destroy();
       else sendError(res, new GatewayError('AIGW_INTERNAL', 'internal error in the AI gateway'));
     });
   });
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ctx = isLoopback(req.socket.remoteAddress)
+      ? options.contexts.open(ticketIds(req.headersDistinct[CONTEXT_HEADER]), describe(req))
+      : undefined;
+    if (!ctx) {
+      req.resume();
+      logger.debug('relay refused a request without a live ticket');
+      sendError(res, notAdmitted());
+      return;
+    }
+    try {
+      await readClientRequest(req, ctx, options.limits);
+      for (const policy of ctx.policies) {
+        const answer = await policy.apply(ctx);
+        if (answer) {
+          sendJson(res, answer.status, answer.body);
+          options.contexts.settle(ctx);
+          return;
+        }
+      }
+    } catch (err) {
+      req.resume();
+      const error = toGatewayError(err);
+      ctx.refusal = { status: error.status, code: error.code };
+      sendError(res, error);
+      options.contexts.settle(ctx);
+      return;
+    }
+    await new Exchange(ctx, res, deps).run();
+  }
+
   server.keepAliveTimeout = KEEP_ALIVE_MS;
   server.headersTimeout = KEEP_ALIVE_MS + 1_000;
 
@@ -89,22 +118,29 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
   };
 }
 
-/** Why a request may not use the relay, if it may not. */
-function refuse(req: IncomingMessage, ctx: RequestContext | undefined): GatewayError | undefined {
-  if (!isLoopback(req.socket.remoteAddress)) {
-    return new GatewayError('AIGW_CONTEXT_REQUIRED', 'the relay serves only the local gateway');
-  }
-  if (!ctx) {
-    return new GatewayError(
-      'AIGW_CONTEXT_REQUIRED',
-      'this endpoint serves only requests routed by the AI gateway plugins',
-    );
-  }
-  // One context, one exchange: a replayed id must not spend again or overwrite the outcome.
-  if (ctx.used) {
-    return new GatewayError('AIGW_CONTEXT_REQUIRED', 'this request context was already used');
-  }
-  return undefined;
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The request as the relay sees it. Its id: the client's `x-request-id` if sane, else Kong's. */
+function describe(req: IncomingMessage) {
+  const headers = req.headersDistinct as Record<string, string[]>;
+  const clientId = headers['x-request-id']?.[0];
+  return {
+    requestId:
+      clientId && SANE_REQUEST_ID.test(clientId)
+        ? clientId
+        : (headers['x-kong-request-id']?.[0] ?? randomUUID()),
+    method: req.method ?? 'GET',
+    path: (req.url ?? '/').split('?')[0]!,
+    headers,
+  };
+}
+
+/** No live ticket: not from the local Kong, not admitted by the plugins, or a replay. */
+function notAdmitted(): GatewayError {
+  return new GatewayError(
+    'AIGW_CONTEXT_REQUIRED',
+    'this endpoint serves only requests admitted by the AI gateway plugins of the local Kong',
+  );
 }
 
 export function isLoopback(address: string | undefined): boolean {
@@ -114,8 +150,18 @@ export function isLoopback(address: string | undefined): boolean {
 }
 
 function sendError(res: ServerResponse, error: GatewayError): void {
-  const body = JSON.stringify(error.toJSON());
-  res.writeHead(error.status, {
+  sendJson(res, error.status, error.toJSON(), error.headers);
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, {
+    ...headers,
     'content-type': 'application/json',
     'content-length': String(Buffer.byteLength(body)),
   });

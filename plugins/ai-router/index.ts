@@ -1,6 +1,4 @@
 import { definePlugin } from '../../lib/kong/plugin';
-import { acquireContext } from '../../lib/kong/request-context';
-import { exitJson, exitWithError } from '../../lib/kong/respond';
 import { routerConfig } from '../../schemas/ai-router';
 import { resolveTargets, TargetTable } from './targets';
 
@@ -14,24 +12,17 @@ export default definePlugin({
   config: routerConfig,
   priority: 750,
   phases: ['access'],
-  create(config, keys, suite) {
+  create(config) {
     const table = new TargetTable(
       resolveTargets(config, process.env),
       config.default_target ?? undefined,
       config.expose_target_header,
     );
     return {
-      async access(kong, event) {
-        try {
-          const ctx = await acquireContext(kong, event, suite, keys);
-          if (ctx.endpoint === 'models') {
-            await exitJson(kong, 200, table.modelList());
-            return;
-          }
-          ctx.route = table.route(ctx.model);
-        } catch (err) {
-          await exitWithError(kong, err);
-        }
+      request(ctx) {
+        if (ctx.endpoint === 'models') return { status: 200, body: table.modelList() };
+        ctx.route = table.route(ctx.model);
+        return undefined;
       },
     };
   },

@@ -76,7 +76,7 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
   it.each([
     ['a JSON answer', false],
     ['a streamed answer', true],
-  ])('%s costs 7 Kong round trips with ai-router + ai-metrics (docs/decisions.md §2)', async (_n, stream) => {
+  ])('%s costs 4 Kong round trips with ai-router + ai-metrics (docs/decisions.md §2)', async (_n, stream) => {
     const res = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, {
       body: { ...chat('count my round trips'), stream },
     });
@@ -85,12 +85,12 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
     expect(typeof id).toBe('string');
     const line = await metricsLine(id as string);
     expect(line).toMatchObject({ status: 200, stream, target: 'target-a', end: 'complete' });
-    // ai-router: HandleEvent + getHeaders, nginx $request, getRawBody, set_header = 5;
-    // ai-metrics (log phase): HandleEvent + serialize = 2. The others declare no phase.
-    expect(line.kong_round_trips).toBe(7);
+    // ai-router: HandleEvent + add_header (its ticket) = 2; ai-metrics (log phase):
+    // HandleEvent + serialize = 2. The others declare no phase.
+    expect(line.kong_round_trips).toBe(4);
   });
 
-  it('replaces a client’s own x-aigw-context header: the relay sees only ids the plugins issued', async () => {
+  it('ignores a client’s own x-aigw-context header: the relay takes only tickets the plugins issued', async () => {
     const res = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, {
       headers: { 'x-aigw-context': 'forged-by-the-client' },
       body: chat('smuggle'),

@@ -4,11 +4,13 @@
  * or as the process Kong starts (`startRealProcess`: pluginServerDefs with start_cmd, built
  * dist/ required: `npx tsc -p .`).
  */
+
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { ticketIds } from '../../lib/context';
 import { pluginServerDefs } from '../../lib/kong/kong-conf';
 import { pluginInfo, type SuitePlugin } from '../../lib/kong/plugin';
 import type { PluginServerOptions } from '../../lib/kong/plugin-server';
@@ -112,8 +114,7 @@ export async function startTap(targetPort: number): Promise<{
 }> {
   const contextIds: string[] = [];
   const server = http.createServer((req, res) => {
-    const id = req.headers['x-aigw-context'];
-    if (typeof id === 'string') contextIds.push(id);
+    contextIds.push(...ticketIds(req.headers['x-aigw-context']));
     const upstream = http.request(
       { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
       (up) => {

@@ -31,7 +31,12 @@ beforeAll(async () => {
   provider.on('connection', () => connections++);
   await new Promise<void>((resolve) => provider.listen(0, '127.0.0.1', resolve));
   contexts = new ContextStore();
-  relay = await startRelay({ port: 0, contexts, logger: createLogger({ level: 'silent' }) });
+  relay = await startRelay({
+    port: 0,
+    contexts,
+    logger: createLogger({ level: 'silent' }),
+    limits: { max_body_bytes: 1024 * 1024, max_json_depth: 64 },
+  });
 });
 
 afterAll(async () => {
@@ -43,21 +48,13 @@ afterAll(async () => {
 it('keeps the provider connection across streams whose body ends after [DONE]', async () => {
   const { port } = provider.address() as AddressInfo;
   for (let i = 0; i < 10; i++) {
-    const ctx = contexts.create({
-      requestId: `r${i}`,
-      method: 'POST',
-      path: '/v1/chat/completions',
-      endpoint: 'chat.completions',
-      headers: {},
-      body: { model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] },
-    });
-    ctx.route = {
+    const route = {
       reason: 'test',
       exposeTarget: false,
       targets: [
         {
           name: 't',
-          provider: 'openai',
+          provider: 'openai' as const,
           model: 'm',
           base_url: `http://127.0.0.1:${port}/v1`,
           headers: {},
@@ -65,14 +62,22 @@ it('keeps the provider connection across streams whose body ends after [DONE]', 
         },
       ],
     };
+    const ticket = contexts.issue({
+      plugin: 'ai-router',
+      priority: 750,
+      apply(ctx) {
+        ctx.route = route;
+        return undefined;
+      },
+    });
     const res = await rawRequest(`http://127.0.0.1:${relay.port}/v1/chat/completions`, {
       method: 'POST',
-      headers: { [CONTEXT_HEADER]: ctx.id },
-      body: {},
+      headers: { [CONTEXT_HEADER]: ticket.id },
+      body: { model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] },
     });
     expect(res.status).toBe(200);
     expect(res.text).toContain('data: [DONE]');
-    expect(ctx.outcome).toMatchObject({ end: 'complete' });
+    expect(contexts.find([ticket.id])?.outcome).toMatchObject({ end: 'complete' });
     await new Promise((r) => setTimeout(r, 20)); // the provider's body has ended
   }
   expect(connections).toBe(1);

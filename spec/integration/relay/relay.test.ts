@@ -4,9 +4,11 @@ import {
   CONTEXT_HEADER,
   ContextStore,
   type Endpoint,
+  type RelayOutcome,
   type RequestContext,
   type Target,
 } from '../../../lib/context';
+import { GatewayError } from '../../../lib/errors';
 import { approximateTokens } from '../../../lib/llm/usage';
 import { createLogger } from '../../../lib/log/logger';
 import { type Relay, startRelay } from '../../../lib/relay/server';
@@ -14,6 +16,7 @@ import { type ProviderMock, startOpenAIMock } from '../../support/providers';
 import { parseSse, type RawResponse, rawRequest, sseJson } from '../../support/providers/raw-http';
 
 const KEY = 'sk-proj-RelayIntegrationKey0123456789abcdef';
+const LIMITS = { max_body_bytes: 1024 * 1024, max_json_depth: 64 };
 const PROMPT = 'PROMPT-MARKER what is the capital of France?';
 const ANSWER = 'ANSWER-MARKER Paris is the capital of France, since long ago.';
 
@@ -29,7 +32,7 @@ beforeAll(async () => {
     level: 'debug',
     destination: { write: (line: string) => void logLines.push(line) },
   });
-  relay = await startRelay({ port: 0, contexts, logger });
+  relay = await startRelay({ port: 0, contexts, logger, limits: LIMITS });
 });
 
 afterEach(() => mock.reset());
@@ -53,28 +56,59 @@ function target(overrides: Partial<Target> = {}): Target {
   };
 }
 
-let counter = 0;
+const PATHS: Record<Endpoint, string> = {
+  'chat.completions': '/v1/chat/completions',
+  completions: '/v1/completions',
+  embeddings: '/v1/embeddings',
+  models: '/v1/models',
+};
 
+/** A request the plugins admitted: its ticket, what Kong proxies, and what the relay made of it. */
+interface Admitted {
+  /** The ticket ai-router's access handler would have added to the upstream request. */
+  id: string;
+  method: string;
+  path: string;
+  body?: Record<string, unknown>;
+  /** The relay's context, once it has taken the ticket. */
+  readonly ctx: RequestContext | undefined;
+  readonly outcome: RelayOutcome | undefined;
+  readonly settled: boolean;
+}
+
+/** Issues a ticket whose policy routes to one target, as ai-router would. */
 function newContext(
   body: Record<string, unknown> | undefined,
   options: { endpoint?: Endpoint; target?: Partial<Target>; exposeTarget?: boolean; route?: false } = {},
-): RequestContext {
-  const ctx = contexts.create({
-    requestId: `req-${++counter}`,
-    method: 'POST',
-    path: '/v1/chat/completions',
-    endpoint: options.endpoint ?? 'chat.completions',
-    headers: { authorization: ['Bearer kong-consumer-key'] },
-    body,
+): Admitted {
+  const endpoint = options.endpoint ?? 'chat.completions';
+  const route =
+    options.route === false
+      ? undefined
+      : { targets: [target(options.target)], reason: 'test', exposeTarget: options.exposeTarget ?? true };
+  const ticket = contexts.issue({
+    plugin: 'ai-router',
+    priority: 750,
+    apply(ctx) {
+      ctx.route = route;
+      return undefined;
+    },
   });
-  if (options.route !== false) {
-    ctx.route = {
-      targets: [target(options.target)],
-      reason: 'test',
-      exposeTarget: options.exposeTarget ?? true,
-    };
-  }
-  return ctx;
+  return {
+    id: ticket.id,
+    method: endpoint === 'models' ? 'GET' : 'POST',
+    path: PATHS[endpoint],
+    body,
+    get ctx() {
+      return contexts.find([ticket.id]);
+    },
+    get outcome() {
+      return this.ctx?.outcome;
+    },
+    get settled() {
+      return this.ctx?.settledAt !== undefined;
+    },
+  };
 }
 
 const chat = (extra: Record<string, unknown> = {}) => ({
@@ -83,23 +117,27 @@ const chat = (extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-/** What Kong sends: the context header, the client's own credentials, and a body the relay must ignore. */
-function send(ctx: RequestContext | undefined, headers: Record<string, string> = {}): Promise<RawResponse> {
-  return rawRequest(`http://127.0.0.1:${relay.port}/v1/chat/completions`, {
-    method: 'POST',
+/** What Kong sends: the ticket, the client's own headers (never forwarded) and the body. */
+function send(
+  admitted: Admitted | undefined,
+  headers: Record<string, string> = {},
+  port = relay.port,
+): Promise<RawResponse> {
+  return rawRequest(`http://127.0.0.1:${port}${admitted?.path ?? '/v1/chat/completions'}`, {
+    method: admitted?.method ?? 'POST',
     headers: {
-      ...(ctx ? { [CONTEXT_HEADER]: ctx.id } : {}),
+      ...(admitted ? { [CONTEXT_HEADER]: admitted.id } : {}),
       authorization: 'Bearer kong-consumer-key',
       'x-client-secret': 'do-not-forward',
       ...headers,
     },
-    body: { model: 'rewritten-by-client', messages: [] },
+    body: admitted ? admitted.body : chat(),
   });
 }
 
-async function settled(ctx: RequestContext, timeoutMs = 5_000): Promise<void> {
+async function settled(admitted: Admitted, timeoutMs = 5_000): Promise<void> {
   const until = Date.now() + timeoutMs;
-  while (!ctx.settled) {
+  while (!admitted.settled) {
     if (Date.now() > until) throw new Error('context never settled');
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -222,14 +260,11 @@ describe('relay: JSON answers', () => {
       contexts,
       logger: createLogger({ level: 'silent' }),
       maxResponseBytes: 100,
+      limits: LIMITS,
     });
     try {
       const ctx = newContext(chat());
-      const res = await rawRequest(`http://127.0.0.1:${small.port}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { [CONTEXT_HEADER]: ctx.id },
-        body: '{}',
-      });
+      const res = await send(ctx, {}, small.port);
       await settled(ctx);
       expect(res.status).toBe(502);
       expect(json(res)).toMatchObject({ error: { code: 'AIGW_UPSTREAM_ERROR', type: 'server_error' } });
@@ -529,6 +564,142 @@ describe('relay: answers that are not what was asked', () => {
   });
 });
 
+describe('relay: reading the request and running the policies', () => {
+  it.each([
+    ['malformed JSON', '{"model": "fast",', {}, 400, 'AIGW_INVALID_JSON'],
+    ['a JSON array', '[]', {}, 400, 'AIGW_BAD_REQUEST'],
+    ['no messages', '{"model":"fast"}', {}, 400, 'AIGW_BAD_REQUEST'],
+    [
+      'a text body',
+      JSON.stringify(chat()),
+      { 'content-type': 'text/plain' },
+      415,
+      'AIGW_UNSUPPORTED_MEDIA_TYPE',
+    ],
+    ['invalid UTF-8', Buffer.from([0x7b, 0xc3, 0x28, 0x7d]), {}, 400, 'AIGW_INVALID_UTF8'],
+    [
+      'a body over max_body_bytes, chunked',
+      JSON.stringify(chat({ pad: 'x'.repeat(LIMITS.max_body_bytes) })),
+      { 'transfer-encoding': 'chunked' },
+      413,
+      'AIGW_BODY_TOO_LARGE',
+    ],
+  ] as const)(
+    'refuses %s before any policy or provider call, and records why',
+    async (_case, body, headers, status, code) => {
+      let policyRan = false;
+      const ticket = contexts.issue({
+        plugin: 'ai-router',
+        priority: 750,
+        apply: () => {
+          policyRan = true;
+          return undefined;
+        },
+      });
+      const res = await rawRequest(`http://127.0.0.1:${relay.port}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { [CONTEXT_HEADER]: ticket.id, 'content-type': 'application/json', ...headers },
+        body,
+      });
+      expect(res.status).toBe(status);
+      expect(json(res)).toMatchObject({ error: { code } });
+      const ctx = contexts.find([ticket.id]);
+      expect(ctx?.refusal).toEqual({ status, code });
+      expect(ctx?.settledAt).toBeDefined();
+      expect(policyRan).toBe(false);
+      expect(mock.requests).toHaveLength(0);
+    },
+  );
+
+  it('refuses an unknown endpoint (404) and a wrong method (405 with allow)', async () => {
+    const admitted = newContext(chat());
+    const unknown = await send({ ...admitted, path: '/v1/nothing' });
+    expect(unknown.status).toBe(404);
+    const get = await send({ ...newContext(chat()), method: 'GET', body: undefined });
+    expect(get.status).toBe(405);
+    expect(get.headers.allow).toBe('POST');
+    expect(mock.requests).toHaveLength(0);
+  });
+
+  it('runs the policies of every ticket, highest priority first, whether the tickets come as lines or joined', async () => {
+    for (const joined of [true, false]) {
+      const order: string[] = [];
+      const issue = (plugin: string, priority: number) =>
+        contexts.issue({ plugin, priority, apply: () => void order.push(plugin) }).id;
+      const router = newContext(chat());
+      // Kong adds each plugin's ticket in priority order; here they arrive shuffled.
+      const ids = [
+        issue('ai-fallback', 730),
+        router.id,
+        issue('ai-semantic-cache', 760),
+        issue('ai-budget', 740),
+      ];
+      const res = await new Promise<{ status: number }>((resolve, reject) => {
+        const req = request(`http://127.0.0.1:${relay.port}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { [CONTEXT_HEADER]: joined ? ids.join(', ') : ids, 'content-type': 'application/json' },
+        });
+        req.on('response', (r) => r.resume().on('end', () => resolve({ status: r.statusCode ?? 0 })));
+        req.on('error', reject);
+        req.end(JSON.stringify(chat()));
+      });
+      expect(res.status).toBe(200);
+      expect(order).toEqual(['ai-semantic-cache', 'ai-budget', 'ai-fallback']); // ai-router (750) ran between
+      expect(router.ctx?.policies.map((p) => p.priority)).toEqual([760, 750, 740, 730]);
+      expect(router.ctx?.pdkCalls).toBe(0);
+    }
+    expect(mock.requests).toHaveLength(2);
+  });
+
+  it('lets a policy answer the request itself (no later policy, no provider call)', async () => {
+    let laterRan = false;
+    const hit = contexts.issue({
+      plugin: 'ai-semantic-cache',
+      priority: 760,
+      apply: () => ({ status: 200, body: { object: 'chat.completion', cached: true } }),
+    });
+    const later = contexts.issue({
+      plugin: 'ai-budget',
+      priority: 740,
+      apply: () => {
+        laterRan = true;
+        return undefined;
+      },
+    });
+    const res = await rawRequest(`http://127.0.0.1:${relay.port}/v1/chat/completions`, {
+      headers: { [CONTEXT_HEADER]: `${later.id},${hit.id}` },
+      body: chat(),
+    });
+    expect(res.status).toBe(200);
+    expect(json(res)).toEqual({ object: 'chat.completion', cached: true });
+    expect(laterRan).toBe(false);
+    expect(contexts.find([hit.id])?.settledAt).toBeDefined();
+    expect(mock.requests).toHaveLength(0);
+  });
+
+  it('answers a policy’s GatewayError in OpenAI shape with its status and headers', async () => {
+    const ticket = contexts.issue({
+      plugin: 'ai-budget',
+      priority: 740,
+      apply: () => {
+        throw new GatewayError('AIGW_STORE_UNAVAILABLE', 'budget store down', {
+          headers: { 'retry-after': '7' },
+        });
+      },
+    });
+    const res = await rawRequest(`http://127.0.0.1:${relay.port}/v1/chat/completions`, {
+      headers: { [CONTEXT_HEADER]: ticket.id },
+      body: chat(),
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('7');
+    expect(json(res)).toMatchObject({
+      error: { code: 'AIGW_STORE_UNAVAILABLE', message: 'budget store down' },
+    });
+    expect(mock.requests).toHaveLength(0);
+  });
+});
+
 describe('relay: who may call it', () => {
   it.each([
     ['no context header', undefined],
@@ -607,12 +778,12 @@ describe('relay: client goes away', () => {
   it('aborts a JSON call waiting for the provider and records 499', async () => {
     mock.nextFault({ kind: 'latency', ms: 2_000 });
     const ctx = newContext(chat());
-    const req = request(`http://127.0.0.1:${relay.port}/`, {
+    const req = request(`http://127.0.0.1:${relay.port}${ctx.path}`, {
       method: 'POST',
-      headers: { [CONTEXT_HEADER]: ctx.id },
+      headers: { [CONTEXT_HEADER]: ctx.id, 'content-type': 'application/json' },
     });
     req.on('error', () => {});
-    req.end('{}');
+    req.end(JSON.stringify(ctx.body));
     await new Promise((r) => setTimeout(r, 150));
     req.destroy();
     await settled(ctx, 1_000);
@@ -670,11 +841,11 @@ describe('relay: secrets', () => {
 });
 
 /** Client that reads the first body chunk, then hangs up. */
-function abortAfterFirstChunk(ctx: RequestContext): Promise<void> {
+function abortAfterFirstChunk(ctx: Admitted): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = request(`http://127.0.0.1:${relay.port}/`, {
+    const req = request(`http://127.0.0.1:${relay.port}${ctx.path}`, {
       method: 'POST',
-      headers: { [CONTEXT_HEADER]: ctx.id },
+      headers: { [CONTEXT_HEADER]: ctx.id, 'content-type': 'application/json' },
     });
     req.on('response', (res) => {
       res.once('data', () => {
@@ -683,7 +854,7 @@ function abortAfterFirstChunk(ctx: RequestContext): Promise<void> {
       });
     });
     req.on('error', (err) => (ctx.settled ? undefined : reject(err)));
-    req.end('{}');
+    req.end(JSON.stringify(ctx.body));
   });
 }
 

@@ -1,11 +1,11 @@
 /**
- * Nothing is retained per request: after many requests that end in exit() (bad input 4xx,
- * /v1/models answered by ai-router, unknown models, crash-guard 500s) and normal ones (JSON
- * and SSE), the plugin server holds no event and the context store no context once the log
- * phases ran. Routes with ai-metrics drop their context in the log phase; routes without it
- * rely on the context store's sweeper (settled grace, max age), driven here with an
- * explicit clock through `contexts.sweep(now)` since startSuiteServer takes no
- * ContextStore options.
+ * Nothing is retained per request: after many requests the relay answers itself (bad input
+ * 4xx, /v1/models answered by ai-router, unknown models), crash-guard 500s (exit() in
+ * access, never proxied) and normal ones (JSON and SSE), the plugin server holds no event
+ * and the context store no ticket once the log phases ran. Routes with ai-metrics drop the
+ * tickets in the log phase; routes without it rely on the context store's sweeper (settled
+ * grace, max age), driven here with an explicit clock through `contexts.sweep(now)` since
+ * startSuiteServer takes no ContextStore options.
  */
 import { suitePlugins } from '../../../plugins';
 import { type FaultMode, faultsPlugin } from '../../support/fixtures/suite-plugins';
@@ -66,8 +66,8 @@ afterAll(async () => {
   await mock?.close();
 });
 
-/** Requests that end in exit() inside ai-router, with the status each must get. */
-async function exits(prefix: string): Promise<DriverResponse[]> {
+/** Requests the relay answers without a provider call, with the status each must get. */
+async function answeredByRelay(prefix: string): Promise<DriverResponse[]> {
   const kong = suite.kong;
   const json = { 'content-type': 'application/json' };
   const sent: Array<[number, Promise<DriverResponse>]> = [
@@ -126,13 +126,13 @@ function clearContexts(): void {
 
 test('with ai-metrics: no event and no context outlives the log phase, whatever ended the request', async () => {
   clearContexts();
-  const first: DriverResponse[] = [...(await exits('/m')), ...(await proxied('/m'))];
+  const first: DriverResponse[] = [...(await answeredByRelay('/m')), ...(await proxied('/m'))];
   await logPhasesRan(first);
   const instances = suite.server.plugins.stats.instances;
 
   const all: DriverResponse[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    all.push(...(await exits('/m')), ...(await proxied('/m')));
+    all.push(...(await answeredByRelay('/m')), ...(await proxied('/m')));
     const crashed = await postChat(suite.kong, '/mthrow');
     expect(crashed.status).toBe(500);
     all.push(crashed);
@@ -178,19 +178,17 @@ test('without ai-metrics: a proxied request keeps its context for the settled gr
 
 test('without ai-metrics: a context that is never settled is dropped at max age at the latest', async () => {
   clearContexts();
-  await logPhasesRan([...(await exits('/n')), await postChat(suite.kong, '/nthrow')]);
+  await logPhasesRan([...(await answeredByRelay('/n')), await postChat(suite.kong, '/nthrow')]);
   suite.server.contexts.sweep(Date.now() + MAX_AGE_MS + 1_000);
   expect(suite.server.contexts.size).toBe(0);
 });
 
-// Regression: a request that ends in exit() inside access (/v1/models answered by ai-router,
-// an unknown model's 404) never reaches the relay, which settles contexts; on a route without
-// ai-metrics its context (with the whole parsed body) used to live for max_age_ms (15 min).
-// Every suite plugin acquires the context first, so its exit settles it (the fixture plugin
-// of /nthrow does not acquire one, hence it is left to the max-age test above).
-test('without ai-metrics: contexts of requests ended by exit() are dropped by the settled grace too', async () => {
+// A request the relay answers itself (/v1/models, bad input, an unknown model) is settled like
+// a proxied one: on a route without ai-metrics its context (with the parsed body) goes after
+// the settled grace, not at max age. (/nthrow's ticket never reaches the relay: max age above.)
+test('without ai-metrics: contexts of requests the relay answered itself are dropped by the settled grace too', async () => {
   clearContexts();
-  await logPhasesRan(await exits('/n'));
+  await logPhasesRan(await answeredByRelay('/n'));
   expect(suite.server.plugins.stats.events).toBe(0);
   suite.server.contexts.sweep(Date.now() + SETTLED_GRACE_MS + 1_000);
   expect(suite.server.contexts.size).toBe(0);

@@ -34,7 +34,7 @@ export function rawRequest(url: string, options: RawRequest = {}): Promise<RawRe
   const body =
     options.body === undefined
       ? undefined
-      : typeof options.body === 'string'
+      : typeof options.body === 'string' || Buffer.isBuffer(options.body)
         ? options.body
         : JSON.stringify(options.body);
   const result: RawResponse = {

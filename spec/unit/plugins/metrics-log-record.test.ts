@@ -1,18 +1,16 @@
-import { ContextStore } from '../../../lib/context';
+import { RequestContext } from '../../../lib/context';
 import { buildLogRecord } from '../../../plugins/ai-metrics/log-record';
 
-const contexts = new ContextStore();
-afterAll(() => contexts.close());
-
 function context() {
-  const ctx = contexts.create({
+  const ctx = new RequestContext({
     requestId: 'req-1',
     method: 'POST',
     path: '/v1/chat/completions',
-    endpoint: 'chat.completions',
     headers: { authorization: ['Bearer sk-client-secret-123456'] },
-    body: { model: 'fast', stream: true, messages: [{ role: 'user', content: 'PROMPT-TEXT' }] },
+    policies: [],
   });
+  ctx.endpoint = 'chat.completions';
+  ctx.body = { model: 'fast', stream: true, messages: [{ role: 'user', content: 'PROMPT-TEXT' }] };
   ctx.route = {
     reason: 'target name',
     exposeTarget: true,
@@ -85,7 +83,18 @@ describe('ai-metrics log record', () => {
     });
   });
 
-  it('still logs a request refused before it had a context', () => {
+  it('names the error of a request the relay refused before any provider call', () => {
+    const ctx = context();
+    ctx.outcome = undefined;
+    ctx.refusal = { status: 404, code: 'AIGW_UNKNOWN_MODEL' };
+    expect(buildLogRecord(ctx, { response: { status: 404 } }, { log_consumer: false })).toMatchObject({
+      status: 404,
+      end: 'rejected',
+      error_code: 'AIGW_UNKNOWN_MODEL',
+    });
+  });
+
+  it('still logs a request that never reached the relay', () => {
     expect(buildLogRecord(undefined, { response: { status: 400 } }, { log_consumer: false })).toMatchObject({
       status: 400,
       kong_round_trips: undefined,
