@@ -16,6 +16,7 @@ const CODES = {
   AIGW_INVALID_JSON: [400, 'invalid_request_error'],
   AIGW_INVALID_UTF8: [400, 'invalid_request_error'],
   AIGW_UNSUPPORTED_FEATURE: [400, 'invalid_request_error'],
+  AIGW_CONTENT_FILTERED: [400, 'invalid_request_error'],
   AIGW_UNKNOWN_MODEL: [404, 'not_found_error'],
   AIGW_NOT_FOUND: [404, 'not_found_error'],
   AIGW_METHOD_NOT_ALLOWED: [405, 'invalid_request_error'],

@@ -69,6 +69,14 @@ const Target = Type.Object(
       }),
     ),
     timeouts: Timeouts,
+    context_window: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100_000_000,
+        description:
+          'Tokens the model takes, prompt and answer together. A request that cannot fit (estimated prompt + `max_tokens`) is not sent to this target.',
+      }),
+    ),
   },
   { description: 'A model at a provider that requests can be routed to.' },
 );

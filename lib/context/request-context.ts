@@ -31,16 +31,63 @@ export interface Target {
   /** Extra static headers sent upstream (e.g. `OpenAI-Organization`). */
   headers: Record<string, string>;
   timeouts: TargetTimeouts;
+  /** Largest prompt + answer, in tokens, the model takes; requests that cannot fit skip the target. */
+  context_window?: number;
 }
 
 /** Where ai-router sends the request, and why. */
 export interface RouteDecision {
   /** Primary first; later entries are failover candidates (ai-fallback). */
   targets: Target[];
+  /** Every target of the router instance, by name: what fallback chains may name. */
+  catalog?: ReadonlyMap<string, Target>;
   /** Human-readable reason, e.g. `alias fast → weighted`. */
   reason: string;
   /** Send `x-ai-target` / `x-ai-model` response headers naming who answered. */
   exposeTarget: boolean;
+}
+
+/** Why an attempt at a target failed, as the relay sees it. */
+export type FailureKind = 'status' | 'connect' | 'timeout' | 'context_window' | 'content_filter';
+
+export interface AttemptFailure {
+  kind: FailureKind;
+  /** The provider's HTTP status (`status`; also `context_window`/`content_filter` when the provider said so). */
+  status?: number;
+  /** How long the provider asked to be left alone (Retry-After, x-ratelimit-reset-*). */
+  retryAfterMs?: number;
+}
+
+/** One attempt of a request at one target, for the log line and the metrics. */
+export interface AttemptRecord {
+  target: string;
+  /** Why it failed or was skipped (`circuit_open`: not tried); absent for the attempt that answered. */
+  failure?: FailureKind | 'circuit_open';
+  status?: number;
+  latency_ms: number;
+}
+
+/** How the relay fails over for one request: ai-fallback's settings, breakers and budget. */
+export interface FailoverPlan {
+  readonly maxAttempts: number;
+  /** Epoch ms by which an answer must have started (every attempt and backoff included). */
+  readonly deadlineAt: number;
+  /** One attempt's time to start its answer (JSON: all of it; stream: the first event). */
+  readonly attemptTimeoutMs?: number;
+  /** Time to the first byte of an answer. */
+  readonly ttftTimeoutMs?: number;
+  readonly midstream: 'error' | 'continue';
+  readonly exposeHeaders: boolean;
+  /** Does this failure move the request to the next target (the configured triggers)? */
+  triggers(failure: AttemptFailure): boolean;
+  /** Takes one retry from the traffic-wide budget; false when it is spent. */
+  takeRetry(): boolean;
+  /** Wait before attempt number `attempt` (2 = the first retry). */
+  backoffMs(attempt: number): number;
+  /** May the target be tried now (its breaker is not open)? Counts a half-open probe when it is taken. */
+  admits(target: Target): Promise<boolean>;
+  /** The attempt's result, for the target's breaker: a failure, or undefined for success. */
+  report(target: Target, failure: AttemptFailure | undefined): void;
 }
 
 export interface Usage {
@@ -81,6 +128,10 @@ export interface RelayOutcome {
   bytes_out: number;
   end: RelayEnd;
   error?: { code: ErrorCode; message: string };
+  /** Every attempt, in order, when more than one target was tried (or skipped). */
+  attempts?: AttemptRecord[];
+  /** Attempts that failed before the one that answered (or before giving up). */
+  fallbacks?: number;
 }
 
 export type HeaderMap = Record<string, string[]>;
@@ -134,6 +185,8 @@ export class RequestContext {
   /** Parsed JSON body (undefined for GET); policies may rewrite it before the provider call. */
   body?: Record<string, unknown>;
   route?: RouteDecision;
+  /** Set by ai-fallback: how to fail over. Without it, the relay makes one attempt. */
+  failover?: FailoverPlan;
   outcome?: RelayOutcome;
   /** The relay answered with an error before any provider call (bad input, unknown model...). */
   refusal?: { status: number; code: ErrorCode };

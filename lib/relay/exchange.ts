@@ -1,12 +1,23 @@
 import type { ServerResponse } from 'node:http';
-import type { ContextStore, Endpoint, RelayOutcome, RequestContext, Target, Usage } from '../context';
+import type {
+  AttemptFailure,
+  AttemptRecord,
+  ContextStore,
+  Endpoint,
+  FailoverPlan,
+  RelayOutcome,
+  RequestContext,
+  Target,
+  Usage,
+} from '../context';
 import { type ErrorCode, GatewayError, toGatewayError } from '../errors';
 import { SseParser, serializeSse } from '../llm/sse';
-import { countedUsage } from '../llm/usage';
+import { approximatePromptTokens, countedUsage } from '../llm/usage';
 import type { Logger } from '../log/logger';
 import { headerSafe, type IncomingHeaders, passThroughHeaders } from './headers';
 import { adapterFor, type ProviderAdapter, type StreamStep } from './providers';
-import { type AbortReason, type UpstreamClient, type UpstreamResponse, upstreamFailure } from './upstream';
+import { retryAfterMs } from './retry-after';
+import { type Abort, type UpstreamClient, type UpstreamResponse, upstreamFailure } from './upstream';
 import { ProviderError, scrubProviderText } from './upstream-error';
 
 export interface ExchangeDeps {
@@ -20,27 +31,47 @@ export interface ExchangeDeps {
 const ERROR_BODY_BYTES = 64 * 1024;
 
 /**
- * One request through the relay: call the chosen target, answer the client (JSON or SSE),
- * record the outcome in the context and settle it. Every path ends the response.
+ * One request through the relay: call the chosen targets in turn (one attempt, or as
+ * ai-fallback's plan says), answer the client (JSON or SSE), record the outcome in the
+ * context and settle it. Every path ends the response.
+ *
+ * Failover happens while nothing has reached the client: a JSON answer is sent once it is
+ * whole, a stream once its first event arrived. After that, a broken stream ends with an
+ * SSE error event, or (`midstream: continue`) the next target carries on in the same stream.
  */
 export class Exchange {
   private readonly log: Logger;
   private readonly endpoint: Endpoint;
-  private readonly abort = new AbortController();
-  private aborted?: AbortReason;
-  private deadline?: NodeJS.Timeout;
+  private readonly plan?: FailoverPlan;
+  private readonly stream: boolean;
+  /** The current attempt's abort; a new one per attempt. */
+  private abort = new AbortController();
+  private aborted?: Abort;
+  /** Set when no attempt may follow: the client left, or the request deadline passed. */
+  private stopped?: Abort;
+  private requestTimer?: NodeJS.Timeout;
+  private total?: NodeJS.Timeout;
   private firstByte?: NodeJS.Timeout;
+  private attemptTimer?: NodeJS.Timeout;
   private idle?: NodeJS.Timeout;
   private target?: Target;
   private outcome?: RelayOutcome;
+  private readonly attempts: AttemptRecord[] = [];
   /** Refused before any provider call (unsupported endpoint, no body). */
   private rejected = false;
-  /** The provider answered 2xx: tokens were spent, so usage is recorded even if it broke later. */
+  /** The current attempt's provider answered 2xx: tokens were spent. */
   private answered = false;
+  private readonly startedAt = performance.now();
   private callStart = 0;
   private firstWriteMs?: number;
+  /** Usage of earlier attempts that spent tokens (a stream continued elsewhere). */
+  private spent?: Usage;
   private providerUsage?: Usage;
   private contentChars = 0;
+  /** Text already streamed to the client, for `midstream: continue`. */
+  private streamedText = '';
+  /** This attempt continues a stream another target started: its opening chunk is not sent again. */
+  private continuing = false;
   /** [DONE] came: the rest of the provider's body is being read to keep its connection. */
   private drainingAfterDone = false;
   private upstreamHeaders: IncomingHeaders = {};
@@ -53,10 +84,12 @@ export class Exchange {
   ) {
     if (!ctx.endpoint) throw new Error('an exchange needs a request the relay has read');
     this.endpoint = ctx.endpoint;
+    this.plan = ctx.failover;
+    this.stream = ctx.stream && ctx.endpoint !== 'embeddings';
     this.log = deps.logger.child({ request_id: ctx.requestId });
     // The client (Kong) went away before the answer was complete: stop paying for it.
     res.once('close', () => {
-      if (!res.writableFinished) this.stop('client');
+      if (!res.writableFinished) this.halt({ reason: 'client', ms: 0 });
     });
   }
 
@@ -69,41 +102,173 @@ export class Exchange {
           'no target chosen for this request: enable ai-router on the route',
         );
       }
-      // Failover (ai-fallback) goes here: while nothing has reached the client
-      // (`!this.res.headersSent`), a failed attempt may move on to route.targets[1..].
-      await this.call(route.targets[0]!);
+      await this.failover(route.targets);
     } catch (err) {
       this.fail(err);
     } finally {
-      clearTimeout(this.deadline);
-      clearTimeout(this.firstByte);
-      clearTimeout(this.idle);
+      this.clearTimers();
+      clearTimeout(this.requestTimer);
       this.finish();
     }
   }
 
-  private stop(reason: AbortReason): void {
+  /** Tries the targets in order until one answers, as far as the plan allows. */
+  private async failover(targets: Target[]): Promise<void> {
+    const plan = this.plan;
+    const maxAttempts = plan?.maxAttempts ?? 1;
+    if (plan) {
+      const ms = Math.max(0, plan.deadlineAt - Date.now());
+      this.requestTimer = setTimeout(() => this.halt({ reason: 'deadline', ms }), ms);
+    }
+    let lastError: GatewayError | undefined;
+    let tries = 0;
+    for (const target of targets) {
+      if (tries >= maxAttempts || this.stopped) break;
+      if (plan && !(await plan.admits(target))) {
+        this.attempts.push({ target: target.name, failure: 'circuit_open', latency_ms: 0 });
+        continue;
+      }
+      if (plan && !this.fits(target)) {
+        this.attempts.push({ target: target.name, failure: 'context_window', latency_ms: 0 });
+        lastError = new GatewayError(
+          'AIGW_BAD_REQUEST',
+          `the prompt and max_tokens do not fit the context window of target ${target.name}`,
+          { param: 'messages' },
+        );
+        if (!plan.triggers({ kind: 'context_window' })) break;
+        continue;
+      }
+      if (tries > 0) {
+        if (!plan?.takeRetry()) break; // the retry budget is spent: answer with the last failure
+        if (!(await this.backoff(plan.backoffMs(tries + 1)))) break;
+      }
+      tries++;
+      const started = performance.now();
+      try {
+        await this.call(target);
+        plan?.report(target, undefined);
+        this.record(target, undefined, started);
+        return;
+      } catch (err) {
+        const error = upstreamFailure(err, target, this.aborted);
+        if (this.rejected || this.clientGone() || error.code === 'AIGW_INTERNAL') throw error;
+        const failure = this.classify(error);
+        plan?.report(target, failure);
+        this.record(target, failure, started);
+        this.keepSpentUsage();
+        lastError = error;
+        if (this.res.headersSent) {
+          // Mid-stream: the client has part of an answer; carry on elsewhere or say it broke.
+          if (plan?.midstream !== 'continue' || this.endpoint !== 'chat.completions') throw error;
+          this.continuing = true;
+          continue;
+        }
+        if (this.stopped || !plan?.triggers(failure)) throw error;
+      }
+    }
+    throw lastError ?? this.noTargetAvailable();
+  }
+
+  /** An attempt ended: one entry for the log line and the metrics. */
+  private record(target: Target, failure: AttemptFailure | undefined, started: number): void {
+    this.attempts.push({
+      target: target.name,
+      ...(failure ? { failure: failure.kind } : {}),
+      ...(this.outcome?.upstream_status !== undefined ? { status: this.outcome.upstream_status } : {}),
+      latency_ms: Math.round((performance.now() - started) * 10) / 10,
+    });
+  }
+
+  /** What kind of failure this is, for the plan's triggers and the target's breaker. */
+  private classify(error: GatewayError): AttemptFailure {
+    const retryAfter = retryAfterMs(this.upstreamHeaders);
+    const status = this.outcome?.upstream_status;
+    const base = retryAfter !== undefined ? { retryAfterMs: retryAfter } : {};
+    if (error instanceof ProviderError) {
+      if (error.providerCode === 'context_length_exceeded')
+        return { kind: 'context_window', status, ...base };
+      if (error.providerCode === 'content_filter' || error.providerCode === 'content_policy_violation') {
+        return { kind: 'content_filter', status, ...base };
+      }
+      return { kind: 'status', status: error.status, ...base };
+    }
+    if (error.code === 'AIGW_CONTENT_FILTERED') return { kind: 'content_filter', status, ...base };
+    if (error.code === 'AIGW_UPSTREAM_TIMEOUT') return { kind: 'timeout', ...base };
+    if (error.code === 'AIGW_UPSTREAM_UNAVAILABLE') return { kind: 'connect', ...base };
+    // A malformed answer or a stream that broke: the provider failed like a 502.
+    return { kind: 'status', status: 502, ...base };
+  }
+
+  /** Estimated prompt + max_tokens against the target's context window, when it has one. */
+  private fits(target: Target): boolean {
+    if (!target.context_window) return true;
+    const body = this.ctx.body;
+    const maxTokens = Number(body?.max_completion_tokens ?? body?.max_tokens ?? 0) || 0;
+    return approximatePromptTokens(this.endpoint, body) + maxTokens <= target.context_window;
+  }
+
+  private noTargetAvailable(): GatewayError {
+    return new GatewayError(
+      'AIGW_UPSTREAM_UNAVAILABLE',
+      'no target of this request is available now (their circuit breakers are open); try again later',
+      { status: 503 },
+    );
+  }
+
+  /** Waits between attempts; false when the wait would pass the deadline or the request stopped. */
+  private async backoff(ms: number): Promise<boolean> {
+    if (ms <= 0) return !this.stopped;
+    if (this.plan && Date.now() + ms >= this.plan.deadlineAt) return false;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.res.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    return !this.stopped;
+  }
+
+  private clientGone(): boolean {
+    return this.stopped?.reason === 'client';
+  }
+
+  /** Stops the attempt in flight; `client` and `deadline` also stop any further attempt. */
+  private halt(abort: Abort): void {
+    if (abort.reason === 'client' || abort.reason === 'deadline') this.stopped ??= abort;
+    this.stop(abort);
+  }
+
+  private stop(abort: Abort): void {
     if (this.aborted) return;
-    this.aborted = reason;
+    this.aborted = abort;
     this.abort.abort();
   }
 
-  private async call(target: Target): Promise<void> {
-    const { endpoint } = this;
-    const stream = this.ctx.stream && endpoint !== 'embeddings';
-    this.target = target;
-    this.outcome = {
-      target: target.name,
-      provider: target.provider,
-      model: target.model,
-      status: 0,
-      stream,
-      started_at: Date.now(),
-      bytes_out: 0,
-      end: 'complete',
-    };
-    this.ctx.outcome = this.outcome;
+  private clearTimers(): void {
+    clearTimeout(this.total);
+    clearTimeout(this.firstByte);
+    clearTimeout(this.attemptTimer);
+    clearTimeout(this.idle);
+  }
 
+  /** The attempt has started its answer to the client (or finished it): its time limit is met. */
+  private committed(): void {
+    clearTimeout(this.attemptTimer);
+    clearTimeout(this.requestTimer);
+  }
+
+  /** Tokens an earlier attempt spent stay on the bill when another target continues. */
+  private keepSpentUsage(): void {
+    if (!this.answered) return;
+    const used = this.providerUsage ?? countedUsage(this.endpoint, this.ctx.body, this.contentChars);
+    this.spent = addUsage(this.spent, used);
+  }
+
+  /** One attempt at one target; throws on failure, with nothing sent to the client unless committed. */
+  private async call(target: Target): Promise<void> {
+    const { endpoint, stream } = this;
+    this.beginAttempt(target);
     const adapter = adapterFor(target.provider);
     if (!adapter) throw this.reject('AIGW_CONFIG_INVALID', `no adapter for provider ${target.provider}`);
     if (!adapter.supports(endpoint)) {
@@ -112,20 +277,23 @@ export class Exchange {
         `${endpoint} is not supported by provider ${target.provider}`,
       );
     }
-    const body = this.ctx.body;
+    const body = this.continuing ? this.continuationBody() : this.ctx.body;
     if (!body) throw this.reject('AIGW_BAD_REQUEST', 'the request has no JSON body');
 
     const request = adapter.buildRequest(endpoint, body, target, { stream });
-    this.deadline = setTimeout(() => this.stop('deadline'), target.timeouts.total_ms);
     // Own timers, because undici's headersTimeout/bodyTimeout tick at about one second
     // (its coarse "fast timers"); they stay set below as a backstop. The first-byte timer
     // runs until the first body byte, so a stream whose headers come early is covered too.
-    this.firstByte = setTimeout(() => this.stop('first_byte'), target.timeouts.first_byte_ms);
+    this.arm('total', target.timeouts.total_ms);
+    this.arm('first_byte', Math.min(target.timeouts.first_byte_ms, this.plan?.ttftTimeoutMs ?? Infinity));
+    if (this.plan?.attemptTimeoutMs !== undefined && !this.res.headersSent) {
+      this.arm('attempt', this.plan.attemptTimeoutMs);
+    }
     this.callStart = performance.now();
     let response: UpstreamResponse | undefined;
     try {
       response = await this.deps.upstream.request(target, request, this.abort.signal);
-      this.outcome.upstream_status = response.statusCode;
+      this.outcome!.upstream_status = response.statusCode;
       this.upstreamHeaders = response.headers;
       this.armIdle();
       if (response.statusCode >= 400) {
@@ -141,9 +309,8 @@ export class Exchange {
       this.answered = true;
       if (stream) await this.relayStream(adapter, response, body);
       else await this.relayJson(adapter, response);
-    } catch (err) {
-      throw upstreamFailure(err, target, this.aborted);
     } finally {
+      this.clearTimers();
       // Unread bodies (early failures) must not hold the connection. undici reports the
       // destroy of an unread body as an 'error' event, which nobody else listens to.
       if (response && !response.body.destroyed && !this.drainingAfterDone) {
@@ -151,6 +318,47 @@ export class Exchange {
         response.body.destroy();
       }
     }
+  }
+
+  /** Fresh per-attempt state; the outcome names the target now being tried. */
+  private beginAttempt(target: Target): void {
+    this.target = target;
+    this.abort = new AbortController();
+    this.aborted = undefined;
+    this.answered = false;
+    this.providerUsage = undefined;
+    this.contentChars = 0;
+    this.upstreamHeaders = {};
+    this.providerCode = undefined;
+    const previous = this.outcome;
+    this.outcome = {
+      target: target.name,
+      provider: target.provider,
+      model: target.model,
+      status: 0,
+      stream: this.stream,
+      started_at: previous?.started_at ?? Date.now(),
+      bytes_out: previous?.bytes_out ?? 0,
+      end: 'complete',
+      ...(previous?.ttft_ms !== undefined ? { ttft_ms: previous.ttft_ms } : {}),
+      ...(previous?.response_model !== undefined ? { response_model: previous.response_model } : {}),
+    };
+    this.ctx.outcome = this.outcome;
+  }
+
+  private arm(reason: 'total' | 'first_byte' | 'attempt', ms: number): void {
+    const timer = setTimeout(() => this.stop({ reason, ms }), ms);
+    if (reason === 'total') this.total = timer;
+    else if (reason === 'first_byte') this.firstByte = timer;
+    else this.attemptTimer = timer;
+  }
+
+  /** The request again, with what the client already has as the assistant's words to continue. */
+  private continuationBody(): Record<string, unknown> | undefined {
+    const body = this.ctx.body;
+    if (!body) return undefined;
+    const messages = Array.isArray(body.messages) ? body.messages : [];
+    return { ...body, messages: [...messages, { role: 'assistant', content: this.streamedText }] };
   }
 
   private reject(code: ErrorCode, message: string): GatewayError {
@@ -172,6 +380,13 @@ export class Exchange {
     this.providerUsage = parsed.usage;
     this.contentChars = parsed.contentChars;
     outcome.response_model = parsed.model;
+    if (
+      this.plan?.triggers({ kind: 'content_filter', status: 200 }) &&
+      finishedBy(parsed.body, 'content_filter')
+    ) {
+      throw new GatewayError('AIGW_CONTENT_FILTERED', `target ${this.target!.name} filtered the answer`);
+    }
+    this.committed();
 
     // An untranslated answer goes out as the provider's bytes.
     const passthrough = parsed.body === json;
@@ -232,6 +447,10 @@ export class Exchange {
       outcome.ttft_ms ??= this.elapsed();
     }
     if (step.error) throw step.error;
+    if (this.plan?.midstream === 'continue' && step.content) this.streamedText += step.content;
+    // A continuation's opening chunk (role only) would repeat what the client already has.
+    if (this.continuing && !step.content && !step.done && step.usage === undefined) return false;
+    this.continuing = false;
     for (const text of step.emit) await this.write(text);
     return step.done === true;
   }
@@ -249,6 +468,7 @@ export class Exchange {
         'x-accel-buffering': 'no',
       });
       this.firstWriteMs = this.elapsed();
+      this.committed();
     }
     this.outcome!.bytes_out += Buffer.byteLength(text);
     if (!this.res.write(text)) {
@@ -270,28 +490,38 @@ export class Exchange {
     response.body.dump({ limit: 64 * 1024, signal: AbortSignal.timeout(1_000) }).catch(() => undefined);
   }
 
+  private failedAttempts(): number {
+    return this.attempts.filter((a) => a.failure !== undefined && a.failure !== 'circuit_open').length;
+  }
+
   private exposeHeaders(): Record<string, string> {
     const target = this.target;
-    if (!this.ctx.route?.exposeTarget || !target) return {};
+    if (!target) return {};
+    if (!this.ctx.route?.exposeTarget) {
+      return this.plan?.exposeHeaders ? { 'x-ai-fallback-count': String(this.failedAttempts()) } : {};
+    }
     const headers: Record<string, string> = {};
     const name = headerSafe(target.name);
     const model = headerSafe(this.outcome?.response_model ?? target.model);
     if (name !== undefined) headers['x-ai-target'] = name;
     if (model !== undefined) headers['x-ai-model'] = model;
+    if (this.plan?.exposeHeaders) headers['x-ai-fallback-count'] = String(this.failedAttempts());
     return headers;
   }
 
   private fail(err: unknown): void {
     const outcome = this.outcome;
-    if (this.aborted === 'client') {
+    if (this.clientGone()) {
       // Not a failure of the gateway or the provider: nobody is left to answer.
       if (outcome) outcome.end = 'client_aborted';
       return;
     }
     const error = toGatewayError(err);
-    const message = this.target?.api_key
-      ? scrubProviderText(error.message, this.target.api_key)
-      : error.message;
+    // The failure may come from any attempt: scrub every key of the route.
+    let message = error.message;
+    for (const t of this.ctx.route?.targets ?? []) {
+      if (t.api_key) message = scrubProviderText(message, t.api_key);
+    }
     if (error.code === 'AIGW_INTERNAL') this.log.error({ err: error.cause }, 'relay failed');
 
     if (outcome) {
@@ -345,12 +575,17 @@ export class Exchange {
       outcome.status = this.res.headersSent ? this.res.statusCode : 499;
       outcome.ttft_ms ??= this.firstWriteMs;
       if (this.providerUsage) {
-        outcome.usage = this.providerUsage;
+        outcome.usage = addUsage(this.spent, this.providerUsage);
         outcome.usage_source = 'provider';
       } else if (this.answered) {
-        outcome.usage = countedUsage(this.endpoint, this.ctx.body, this.contentChars);
+        outcome.usage = addUsage(this.spent, countedUsage(this.endpoint, this.ctx.body, this.contentChars));
+        outcome.usage_source = 'counted';
+      } else if (this.spent) {
+        outcome.usage = this.spent;
         outcome.usage_source = 'counted';
       }
+      if (this.attempts.length > 1) outcome.attempts = this.attempts;
+      if (this.plan) outcome.fallbacks = this.failedAttempts();
     }
     this.deps.contexts.settle(this.ctx);
     // Metadata only: never keys, prompts or answers.
@@ -371,6 +606,7 @@ export class Exchange {
         usage: outcome?.usage,
         usage_source: outcome?.usage_source,
         error: outcome?.error,
+        attempts: outcome?.attempts,
         provider_code: this.providerCode,
       },
       'relay exchange',
@@ -406,8 +642,8 @@ export class Exchange {
 
   private armIdle(): void {
     clearTimeout(this.idle);
-    const idleMs = this.target!.timeouts.idle_ms;
-    this.idle = setTimeout(() => this.stop('idle'), idleMs);
+    const ms = this.target!.timeouts.idle_ms;
+    this.idle = setTimeout(() => this.stop({ reason: 'idle', ms }), ms);
   }
 
   private onChunk(): void {
@@ -431,6 +667,22 @@ function drained(res: ServerResponse): Promise<void> {
     res.on('drain', done);
     res.on('close', done);
   });
+}
+
+function addUsage(a: Usage | undefined, b: Usage): Usage {
+  if (!a) return b;
+  return {
+    input_tokens: a.input_tokens + b.input_tokens,
+    output_tokens: a.output_tokens + b.output_tokens,
+    total_tokens: a.total_tokens + b.total_tokens,
+  };
+}
+
+/** An OpenAI-format answer whose first choice ended for this reason. */
+function finishedBy(body: unknown, reason: string): boolean {
+  const choices = (body as { choices?: unknown } | null)?.choices;
+  const first = Array.isArray(choices) ? (choices[0] as { finish_reason?: unknown } | undefined) : undefined;
+  return first?.finish_reason === reason;
 }
 
 function headerText(value: string | string[] | undefined): string | undefined {

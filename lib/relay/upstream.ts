@@ -43,8 +43,11 @@ export class UpstreamClient {
   }
 }
 
-/** Why the relay itself stopped the upstream call. */
-export type AbortReason = 'client' | 'deadline' | 'first_byte' | 'idle';
+/** Why the relay itself stopped the upstream call, and the limit that ran out. */
+export interface Abort {
+  reason: 'client' | 'total' | 'first_byte' | 'idle' | 'attempt' | 'deadline';
+  ms: number;
+}
 
 const UNREACHABLE = new Set([
   'ECONNREFUSED',
@@ -59,31 +62,23 @@ const UNREACHABLE = new Set([
   'UND_ERR_DESTROYED',
 ]);
 
+const ABORT_MESSAGES: Record<Abort['reason'], (ms: number) => string> = {
+  client: () => 'the client went away',
+  total: (ms) => `the provider did not finish within ${ms} ms`,
+  first_byte: (ms) => `the provider sent nothing within ${ms} ms`,
+  idle: (ms) => `the provider sent nothing for ${ms} ms`,
+  attempt: (ms) => `the provider did not start its answer within ${ms} ms`,
+  deadline: (ms) => `no answer started within the request deadline of ${ms} ms`,
+};
+
 /**
  * A failed upstream call (network error, undici timeout, relay abort) as a GatewayError.
  * Connection refused or reset: 502 AIGW_UPSTREAM_UNAVAILABLE; any timeout: 504
  * AIGW_UPSTREAM_TIMEOUT. Errors the relay made itself pass through unchanged; anything
  * without an error code is a bug and becomes AIGW_INTERNAL.
  */
-export function upstreamFailure(err: unknown, target: Target, aborted?: AbortReason): GatewayError {
-  if (aborted === 'deadline') {
-    return new GatewayError(
-      'AIGW_UPSTREAM_TIMEOUT',
-      `the provider did not finish within ${target.timeouts.total_ms} ms`,
-    );
-  }
-  if (aborted === 'first_byte') {
-    return new GatewayError(
-      'AIGW_UPSTREAM_TIMEOUT',
-      `the provider sent nothing within ${target.timeouts.first_byte_ms} ms`,
-    );
-  }
-  if (aborted === 'idle') {
-    return new GatewayError(
-      'AIGW_UPSTREAM_TIMEOUT',
-      `the provider sent nothing for ${target.timeouts.idle_ms} ms`,
-    );
-  }
+export function upstreamFailure(err: unknown, target: Target, aborted?: Abort): GatewayError {
+  if (aborted) return new GatewayError('AIGW_UPSTREAM_TIMEOUT', ABORT_MESSAGES[aborted.reason](aborted.ms));
   if (err instanceof GatewayError) return err;
   const code = errorCode(err);
   switch (code) {

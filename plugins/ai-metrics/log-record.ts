@@ -45,6 +45,8 @@ export function buildLogRecord(
     'gen_ai.usage.output_tokens': outcome?.usage?.output_tokens,
     usage_source: outcome?.usage_source,
     target: outcome?.target ?? ctx?.route?.targets[0]?.name,
+    fallbacks: outcome?.fallbacks,
+    attempts: outcome?.attempts,
     route_reason: ctx?.route?.reason,
     stream: ctx?.stream,
     end: outcome?.end ?? (ctx?.refusal ? 'rejected' : ctx ? 'answered_by_gateway' : undefined),

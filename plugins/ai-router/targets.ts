@@ -27,6 +27,7 @@ export function resolveTargets(config: RouterConfig, env: NodeJS.ProcessEnv): Ta
       ...(apiKey ? { api_key: apiKey } : {}),
       headers: { ...(t.headers ?? {}) },
       timeouts: { ...t.timeouts },
+      ...(t.context_window ? { context_window: t.context_window } : {}),
     };
   });
 }
@@ -48,6 +49,7 @@ export class TargetTable {
   route(model: string | undefined): RouteDecision {
     const decide = (target: Target, reason: string): RouteDecision => ({
       targets: [target],
+      catalog: this.byName,
       reason,
       exposeTarget: this.exposeTarget,
     });

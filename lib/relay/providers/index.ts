@@ -30,6 +30,8 @@ export interface StreamStep {
   model?: string;
   /** Characters of generated text carried by this event. */
   contentChars?: number;
+  /** The generated text of this event (first choice), for continuing a broken stream elsewhere. */
+  content?: string;
   /** The provider's end-of-stream marker was seen; the answer is complete. */
   done?: boolean;
   /** The provider reported a failure inside the stream, or sent something unreadable. */

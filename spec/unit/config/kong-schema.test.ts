@@ -286,6 +286,7 @@ describe('ai-router Kong schema', () => {
       'api_key_env',
       'headers',
       'timeouts',
+      'context_window',
     ]);
   });
 
@@ -373,13 +374,10 @@ describe('other plugins', () => {
     });
   });
 
-  it.each(['ai-fallback', 'ai-budget', 'ai-semantic-cache'] as const)(
-    '%s has an empty config record',
-    (name) => {
-      expect(pluginConfigs[name].kongSchema()).toEqual({
-        name,
-        fields: [{ config: { type: 'record', fields: [] } }],
-      });
-    },
-  );
+  it.each(['ai-budget', 'ai-semantic-cache'] as const)('%s has an empty config record', (name) => {
+    expect(pluginConfigs[name].kongSchema()).toEqual({
+      name,
+      fields: [{ config: { type: 'record', fields: [] } }],
+    });
+  });
 });

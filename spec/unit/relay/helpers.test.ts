@@ -50,10 +50,14 @@ describe('upstreamFailure', () => {
       [errno('UND_ERR_BODY_TIMEOUT'), undefined, '33 ms'],
       [new Error('aborted'), 'first_byte', '22 ms'],
       [new Error('aborted'), 'idle', '33 ms'],
-      [new Error('aborted'), 'deadline', '44 ms'],
+      [new Error('aborted'), 'total', '44 ms'],
+      [new Error('aborted'), 'attempt', '55 ms'],
+      [new Error('aborted'), 'deadline', 'request deadline of 66 ms'],
     ];
-    for (const [cause, aborted, limit] of cases) {
-      const err = upstreamFailure(cause, target, aborted as never);
+    const limits: Record<string, number> = { first_byte: 22, idle: 33, total: 44, attempt: 55, deadline: 66 };
+    for (const [cause, reason, limit] of cases) {
+      const aborted = reason ? { reason: reason as 'idle', ms: limits[reason]! } : undefined;
+      const err = upstreamFailure(cause, target, aborted);
       expect([err.code, err.status]).toEqual(['AIGW_UPSTREAM_TIMEOUT', 504]);
       expect(err.message).toContain(limit);
     }

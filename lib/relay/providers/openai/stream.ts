@@ -40,9 +40,16 @@ export function openaiStreamTranslator(_endpoint: Endpoint, opts: StreamOptions)
         usage,
         model: typeof chunk.model === 'string' ? chunk.model : undefined,
         contentChars: choicesChars(chunk.choices, 'delta'),
+        content: firstDeltaContent(chunk.choices),
       };
     },
   };
+}
+
+function firstDeltaContent(choices: unknown): string | undefined {
+  const first: unknown = Array.isArray(choices) ? choices[0] : undefined;
+  const delta = isObject(first) ? first.delta : undefined;
+  return isObject(delta) && typeof delta.content === 'string' ? delta.content : undefined;
 }
 
 /** An `{"error": ...}` event in the middle of a stream (OpenAI sends these on server faults). */

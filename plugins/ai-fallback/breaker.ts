@@ -1,0 +1,199 @@
+import { createHash } from 'node:crypto';
+import type { AttemptFailure, Target } from '../../lib/context';
+import type { Logger } from '../../lib/log/logger';
+import { key, type Store } from '../../lib/store';
+
+export interface BreakerSettings {
+  enabled: boolean;
+  window_ms: number;
+  min_requests: number;
+  failure_rate: number;
+  cooldown_ms: number;
+  max_cooldown_ms: number;
+  half_open_probes: number;
+}
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+/** How often a node re-reads a target's shared open state from the store. */
+export const SHARED_STATE_REFRESH_MS = 500;
+
+interface Health {
+  buckets: Array<{ start: number; ok: number; failed: number }>;
+  /** Open until (epoch ms), as this node decided or read from the store. */
+  openUntil: number;
+  /** The breaker has been open: the next admitted requests are probes. */
+  tripped: boolean;
+  probes: number;
+  syncedAt: number;
+  syncing?: Promise<void>;
+}
+
+/**
+ * Circuit breakers per target for one ai-fallback instance. Each node measures the failure
+ * rate over its own rolling window (ten buckets); when it opens a breaker it writes the
+ * open-until time to the store, and every node re-reads that state at most every 500 ms
+ * when it is about to use the target, so all nodes keep a failing target out within a
+ * second. After the cooldown, `half_open_probes` requests per node probe the target: a
+ * success closes the breaker (everywhere: the shared key is deleted), a failure reopens it.
+ *
+ * A provider that answers 429 (or 503) with Retry-After or a spent rate-limit reset opens
+ * the breaker at once, for that long. Failures are 5xx, 429, connection errors and
+ * timeouts; a 4xx is the request's problem, not the target's.
+ */
+export class Breakers {
+  private readonly health = new Map<string, Health>();
+  private readonly bucketMs: number;
+
+  constructor(
+    private readonly settings: BreakerSettings,
+    private readonly store: Store,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.bucketMs = Math.max(1, Math.floor(settings.window_ms / 10));
+  }
+
+  /** Whether the target may be tried now; takes a probe slot when the breaker is half open. */
+  async admits(target: Target): Promise<boolean> {
+    if (!this.settings.enabled) return true;
+    const h = this.entry(target);
+    await this.sync(target, h);
+    const now = this.now();
+    if (h.openUntil > now) return false;
+    if (!h.tripped) return true;
+    if (h.probes >= this.settings.half_open_probes) return false;
+    h.probes++;
+    return true;
+  }
+
+  report(target: Target, failure: AttemptFailure | undefined): void {
+    if (!this.settings.enabled) return;
+    const h = this.entry(target);
+    const failed = failure !== undefined && countsAgainstTarget(failure);
+    if (h.tripped) {
+      h.probes = Math.max(0, h.probes - 1);
+      if (failed) this.open(target, h, failure?.retryAfterMs);
+      else this.close(target, h);
+      return;
+    }
+    const bucket = this.bucket(h);
+    if (failed) bucket.failed++;
+    else bucket.ok++;
+    if (!failed) return;
+    if (failure?.retryAfterMs !== undefined && (failure.status === 429 || failure.status === 503)) {
+      this.open(target, h, failure.retryAfterMs);
+      return;
+    }
+    let ok = 0;
+    let bad = 0;
+    for (const b of h.buckets) {
+      ok += b.ok;
+      bad += b.failed;
+    }
+    if (ok + bad >= this.settings.min_requests && bad / (ok + bad) >= this.settings.failure_rate) {
+      this.open(target, h, failure?.retryAfterMs);
+    }
+  }
+
+  state(target: Target): BreakerState {
+    const h = this.health.get(healthKey(target));
+    if (!h) return 'closed';
+    if (h.openUntil > this.now()) return 'open';
+    return h.tripped ? 'half_open' : 'closed';
+  }
+
+  private open(target: Target, h: Health, retryAfterMs: number | undefined): void {
+    const cooldown = Math.min(retryAfterMs ?? this.settings.cooldown_ms, this.settings.max_cooldown_ms);
+    const until = this.now() + Math.max(1, cooldown);
+    h.openUntil = Math.max(h.openUntil, until);
+    h.tripped = true;
+    h.buckets = [];
+    this.logger.warn({ target: target.name, open_ms: h.openUntil - this.now() }, 'circuit breaker opened');
+    this.store
+      .set(this.storeKey(target), String(h.openUntil), h.openUntil - this.now())
+      .catch((err: unknown) =>
+        this.logger.warn({ err: String(err), target: target.name }, 'breaker state not shared'),
+      );
+  }
+
+  private close(target: Target, h: Health): void {
+    h.tripped = false;
+    h.openUntil = 0;
+    h.probes = 0;
+    h.buckets = [];
+    this.logger.info({ target: target.name }, 'circuit breaker closed');
+    this.store
+      .delete(this.storeKey(target))
+      .catch((err: unknown) =>
+        this.logger.warn({ err: String(err), target: target.name }, 'breaker state not shared'),
+      );
+  }
+
+  /** Reads the shared open-until time, at most every SHARED_STATE_REFRESH_MS per target. */
+  private sync(target: Target, h: Health): Promise<void> {
+    const now = this.now();
+    if (h.syncing) return h.syncing;
+    if (now - h.syncedAt < SHARED_STATE_REFRESH_MS) return Promise.resolve();
+    h.syncing = this.store
+      .get(this.storeKey(target))
+      .then((value) => {
+        const shared = value ? Number(value.toString('latin1')) : 0;
+        if (shared > this.now()) {
+          h.openUntil = Math.max(h.openUntil, shared);
+          h.tripped = true;
+        } else if (h.tripped && h.openUntil <= this.now() && value === null && h.probes === 0) {
+          // Another node's probe closed it (the key is gone): close here too.
+          h.tripped = false;
+          h.buckets = [];
+        }
+      })
+      .catch(() => undefined) // store trouble: this node's own view decides
+      .finally(() => {
+        h.syncedAt = this.now();
+        h.syncing = undefined;
+      });
+    return h.syncing;
+  }
+
+  private entry(target: Target): Health {
+    const k = healthKey(target);
+    let h = this.health.get(k);
+    if (!h) {
+      h = { buckets: [], openUntil: 0, tripped: false, probes: 0, syncedAt: 0 };
+      this.health.set(k, h);
+    }
+    return h;
+  }
+
+  private bucket(h: Health) {
+    const now = this.now();
+    const start = Math.floor(now / this.bucketMs) * this.bucketMs;
+    const oldest = start - this.settings.window_ms + this.bucketMs;
+    while (h.buckets.length > 0 && h.buckets[0]!.start < oldest) h.buckets.shift();
+    let last = h.buckets.at(-1);
+    if (last?.start !== start) {
+      last = { start, ok: 0, failed: 0 };
+      h.buckets.push(last);
+    }
+    return last;
+  }
+
+  private storeKey(target: Target): string {
+    return key('global', 'breaker', healthKey(target));
+  }
+}
+
+/** A target's identity for health: the same model at the same endpoint, whatever route names it. */
+function healthKey(target: Target): string {
+  return createHash('sha256')
+    .update(`${target.provider}\n${target.base_url}\n${target.model}`)
+    .digest('base64url')
+    .slice(0, 22);
+}
+
+function countsAgainstTarget(failure: AttemptFailure): boolean {
+  if (failure.kind === 'connect' || failure.kind === 'timeout') return true;
+  if (failure.kind !== 'status' || failure.status === undefined) return false;
+  return failure.status >= 500 || failure.status === 429;
+}
