@@ -70,7 +70,8 @@ export interface AttemptRecord {
 /** How the relay fails over for one request: ai-fallback's settings, breakers and budget. */
 export interface FailoverPlan {
   readonly maxAttempts: number;
-  /** Epoch ms by which an answer must have started (every attempt and backoff included). */
+  /** Time allowed for an answer to start (every attempt and backoff included), and its end (epoch ms). */
+  readonly deadlineMs: number;
   readonly deadlineAt: number;
   /** One attempt's time to start its answer (JSON: all of it; stream: the first event). */
   readonly attemptTimeoutMs?: number;

@@ -117,15 +117,24 @@ export class Exchange {
     const plan = this.plan;
     const maxAttempts = plan?.maxAttempts ?? 1;
     if (plan) {
-      const ms = Math.max(0, plan.deadlineAt - Date.now());
-      this.requestTimer = setTimeout(() => this.halt({ reason: 'deadline', ms }), ms);
+      const left = Math.max(0, plan.deadlineAt - Date.now());
+      this.requestTimer = setTimeout(() => this.halt({ reason: 'deadline', ms: plan.deadlineMs }), left);
     }
     let lastError: GatewayError | undefined;
     let tries = 0;
-    for (const target of targets) {
+    const queue = [...targets];
+    let panic = false;
+    while (queue.length > 0) {
+      const target = queue.shift()!;
       if (tries >= maxAttempts || this.stopped) break;
-      if (plan && !(await plan.admits(target))) {
+      if (plan && !panic && !(await plan.admits(target))) {
         this.attempts.push({ target: target.name, failure: 'circuit_open', latency_ms: 0 });
+        // Every breaker open: try the first target anyway (Envoy's "panic" rule). Breakers
+        // steer traffic to healthy targets; on their own they must not cause an outage.
+        if (queue.length === 0 && tries === 0) {
+          panic = true;
+          queue.push(targets[0]!);
+        }
         continue;
       }
       if (plan && !this.fits(target)) {
@@ -166,7 +175,7 @@ export class Exchange {
         if (this.stopped || !plan?.triggers(failure)) throw error;
       }
     }
-    throw lastError ?? this.noTargetAvailable();
+    throw lastError ?? new GatewayError('AIGW_UPSTREAM_UNAVAILABLE', 'no target of this request could be tried');
   }
 
   /** An attempt ended: one entry for the log line and the metrics. */
@@ -205,14 +214,6 @@ export class Exchange {
     const body = this.ctx.body;
     const maxTokens = Number(body?.max_completion_tokens ?? body?.max_tokens ?? 0) || 0;
     return approximatePromptTokens(this.endpoint, body) + maxTokens <= target.context_window;
-  }
-
-  private noTargetAvailable(): GatewayError {
-    return new GatewayError(
-      'AIGW_UPSTREAM_UNAVAILABLE',
-      'no target of this request is available now (their circuit breakers are open); try again later',
-      { status: 503 },
-    );
   }
 
   /** Waits between attempts; false when the wait would pass the deadline or the request stopped. */

@@ -48,9 +48,11 @@ export default definePlugin({
         const chain = chains.get(primary.name) ?? chains.get('*');
         if (chain) route.targets = [primary, ...resolveChain(chain, primary, route.catalog)];
         budget.recordRequest();
+        const deadline = deadlineMs(ctx, config);
         const plan: FailoverPlan = {
           maxAttempts: config.max_attempts,
-          deadlineAt: Date.now() + deadlineMs(ctx, config),
+          deadlineMs: deadline,
+          deadlineAt: Date.now() + deadline,
           ...(config.attempt_timeout_ms ? { attemptTimeoutMs: config.attempt_timeout_ms } : {}),
           ...(config.ttft_timeout_ms ? { ttftTimeoutMs: config.ttft_timeout_ms } : {}),
           midstream: config.midstream,

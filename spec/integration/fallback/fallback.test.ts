@@ -78,6 +78,7 @@ beforeAll(async () => {
         retry_budget: { ratio: 0.2, window_ms: 60_000, min_retries_per_s: 0.05 },
       }),
       route('deadline', { ...permissive, deadline_ms: 5_000 }),
+      route('badchain', { ...permissive, chains: [{ target: 'a', fallbacks: ['b', 'nope'] }] }),
     ],
   });
 }, 30_000);
@@ -233,7 +234,8 @@ describe('after the first byte', () => {
     const text = chunks.map((ch) => ch.choices?.[0]?.delta?.content ?? '').join('');
     expect(text.endsWith('seven eight')).toBe(true);
     // b was asked to continue what the client already had.
-    const messages = (b.requests[0]?.body as { messages: Array<{ role: string; content: string }> }).messages;
+    expect(b.requests).toHaveLength(1);
+    const messages = (b.requests[0]!.body as { messages: Array<{ role: string; content: string }> }).messages;
     expect(messages.at(-1)?.role).toBe('assistant');
     expect(text.startsWith(messages.at(-1)!.content)).toBe(true);
     expect(messages.at(-1)!.content.length).toBeGreaterThan(0);
@@ -261,6 +263,19 @@ describe('circuit breaker', () => {
     expect(a.requests).toHaveLength(6);
   });
 
+  it('when every candidate’s breaker is open, the first target is tried anyway (panic rule)', async () => {
+    b.setFault({ kind: 'status', status: 500 });
+    // b answered the test above: 8 failures make sure its failure rate passes 50 %.
+    for (let i = 0; i < 8; i++) expect((await postChat(gw.kong, '/brk', chatBody({ model: 'b' }))).status).toBe(500);
+    b.setFault(undefined);
+    const res = await postChat(gw.kong, '/brk', chatBody({ model: 'b' }));
+    answeredBy(res, 'b', 0);
+    expect((await logLine(res)).attempts).toEqual([
+      { target: 'b', failure: 'circuit_open', latency_ms: 0 },
+      { target: 'b', status: 200, latency_ms: expect.any(Number) },
+    ]);
+  });
+
   it('a 429 with a rate-limit reset opens the breaker for that long at once', async () => {
     a.nextFault({ kind: 'status', status: 429, headers: { 'retry-after-ms': '300' } });
     answeredBy(await postChat(gw.kong, '/brk', chatBody({ model: 'a' })), 'b', 1);
@@ -286,6 +301,16 @@ describe('full outage', () => {
     // Budget: 0.05 retries/s × 60 s = 3, plus 20 % of 40 requests = 8 → at most 11 retries.
     expect(calls).toBeGreaterThanOrEqual(requests);
     expect(calls).toBeLessThanOrEqual(requests + 11);
+  });
+});
+
+describe('config', () => {
+  it('a chain naming a target the route’s ai-router lacks fails closed, naming the field', async () => {
+    const res = await postChat(gw.kong, '/badchain', chatBody({ model: 'a' }));
+    expect(res.status).toBe(500);
+    expect(openAIError(res)).toMatchObject({ code: 'AIGW_CONFIG_INVALID' });
+    expect(openAIError(res).message).toContain('config.chains[0].fallbacks[1]');
+    expect(served()).toEqual([0, 0, 0]);
   });
 });
 

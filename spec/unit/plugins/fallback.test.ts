@@ -1,0 +1,175 @@
+import { ConfigError } from '../../../lib/config';
+import type { Target } from '../../../lib/context';
+import { createLogger } from '../../../lib/log/logger';
+import { durationMs, retryAfterMs } from '../../../lib/relay/retry-after';
+import { MemoryStore } from '../../../lib/store';
+import { Breakers } from '../../../plugins/ai-fallback/breaker';
+import { backoffMs } from '../../../plugins/ai-fallback/index';
+import { RetryBudget } from '../../../plugins/ai-fallback/retry-budget';
+import { fallbackConfig } from '../../../schemas/ai-fallback';
+
+const problems = (raw: unknown) => {
+  try {
+    fallbackConfig.validate(raw);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems.map((p) => p.path);
+  }
+  return [];
+};
+
+describe('ai-fallback config', () => {
+  it('fills every default', () => {
+    const { config } = fallbackConfig.validate({});
+    expect(config).toMatchObject({
+      chains: [],
+      max_attempts: 3,
+      deadline_ms: 120_000,
+      midstream: 'error',
+      triggers: { statuses: [429, 500, 502, 503, 504, 529], connect_error: true, timeout: true },
+      breaker: { enabled: true, min_requests: 10, failure_rate: 0.5 },
+      retry_budget: { ratio: 0.2 },
+    });
+  });
+
+  it.each([
+    [{ chains: [{ target: 'a', fallbacks: ['a'] }] }, 'config.chains[0].fallbacks'],
+    [{ chains: [{ target: 'a', fallbacks: ['b', 'b'] }] }, 'config.chains[0].fallbacks'],
+    [
+      {
+        chains: [
+          { target: 'a', fallbacks: ['b'] },
+          { target: 'a', fallbacks: ['c'] },
+        ],
+      },
+      'config.chains[1].target',
+    ],
+    [{ chains: [{ target: 'a', fallbacks: [] }] }, 'config.chains[0].fallbacks'],
+    [{ max_attempts: 0 }, 'config.max_attempts'],
+    [{ max_attempts: 11 }, 'config.max_attempts'],
+    [{ deadline_ms: -5 }, 'config.deadline_ms'],
+    [{ triggers: { statuses: [200] } }, 'config.triggers.statuses[0]'],
+    [{ backoff: { base_ms: 500, max_ms: 100 } }, 'config.backoff.base_ms'],
+    [{ breaker: { failure_rate: 1.5 } }, 'config.breaker.failure_rate'],
+    [{ breaker: { cooldown_ms: 10_000, max_cooldown_ms: 1_000 } }, 'config.breaker.cooldown_ms'],
+    [{ retry_budget: { ratio: -1 } }, 'config.retry_budget.ratio'],
+    [{ midstream: 'retry' }, 'config.midstream'],
+  ])('refuses %j naming %s', (raw, path) => {
+    expect(problems(raw)).toContain(path);
+  });
+});
+
+describe('backoff', () => {
+  it('doubles from base_ms up to max_ms; full jitter picks up to it', () => {
+    const s = { base_ms: 100, max_ms: 350, jitter: false };
+    expect([1, 2, 3, 4, 5].map((n) => backoffMs(s, n))).toEqual([0, 100, 200, 350, 350]);
+    expect(backoffMs({ ...s, jitter: true }, 3, () => 0.5)).toBe(100);
+    expect(backoffMs({ ...s, base_ms: 0 }, 3)).toBe(0);
+  });
+});
+
+describe('retry budget', () => {
+  it('allows min_retries_per_s × window plus ratio × requests, per window', () => {
+    let now = 0;
+    const budget = new RetryBudget({ ratio: 0.2, window_ms: 10_000, min_retries_per_s: 0.1 }, () => now);
+    for (let i = 0; i < 20; i++) budget.recordRequest();
+    // 0.1/s × 10 s = 1, + 20 % of 20 = 4 → 5 retries.
+    const granted = Array.from({ length: 10 }, () => budget.tryRetry()).filter(Boolean).length;
+    expect(granted).toBe(5);
+    now = 20_000; // the window has passed: only the floor is left
+    expect(budget.tryRetry()).toBe(true);
+    expect(budget.tryRetry()).toBe(false);
+  });
+});
+
+describe('retry-after', () => {
+  it('reads retry-after-ms, retry-after (seconds or date) and spent rate-limit resets', () => {
+    expect(retryAfterMs({ 'retry-after-ms': '250' })).toBe(250);
+    expect(retryAfterMs({ 'retry-after': '2' })).toBe(2000);
+    expect(retryAfterMs({ 'retry-after': new Date(11_000).toUTCString() }, 1_000)).toBe(10_000);
+    expect(
+      retryAfterMs({
+        'x-ratelimit-remaining-requests': '0',
+        'x-ratelimit-reset-requests': '1m30s',
+        'x-ratelimit-remaining-tokens': '0',
+        'x-ratelimit-reset-tokens': '20ms',
+      }),
+    ).toBe(90_000);
+    // A reset for a limit that is not spent says nothing.
+    expect(
+      retryAfterMs({ 'x-ratelimit-remaining-requests': '5', 'x-ratelimit-reset-requests': '1s' }),
+    ).toBeUndefined();
+    expect(retryAfterMs({ 'retry-after': 'soon' })).toBeUndefined();
+    expect(durationMs('6m0s')).toBe(360_000);
+    expect(durationMs('1.5s')).toBe(1_500);
+    expect(durationMs('abc')).toBeUndefined();
+  });
+});
+
+describe('breakers', () => {
+  const target: Target = {
+    name: 't',
+    provider: 'openai',
+    model: 'm',
+    base_url: 'http://127.0.0.1:1/v1',
+    headers: {},
+    timeouts: { connect_ms: 1, first_byte_ms: 1, idle_ms: 1, total_ms: 1 },
+  };
+  const settings = {
+    enabled: true,
+    window_ms: 10_000,
+    min_requests: 4,
+    failure_rate: 0.5,
+    cooldown_ms: 1_000,
+    max_cooldown_ms: 5_000,
+    half_open_probes: 1,
+  };
+  const logger = createLogger({ level: 'silent' });
+  let store: MemoryStore;
+  beforeEach(() => {
+    store = new MemoryStore();
+  });
+  afterEach(() => store.close());
+
+  it('opens on the failure rate once min_requests is reached; 4xx do not count', async () => {
+    let now = 100_000;
+    const breakers = new Breakers(settings, store, logger, () => now);
+    breakers.report(target, { kind: 'status', status: 400 });
+    breakers.report(target, { kind: 'status', status: 500 });
+    breakers.report(target, undefined);
+    expect(breakers.state(target)).toBe('closed');
+    breakers.report(target, { kind: 'timeout' }); // 2 of 4 failed
+    expect(breakers.state(target)).toBe('open');
+    expect(await breakers.admits(target)).toBe(false);
+    now += 1_001;
+    expect(await breakers.admits(target)).toBe(true); // the probe
+    expect(await breakers.admits(target)).toBe(false); // only one at a time
+    breakers.report(target, { kind: 'connect' });
+    expect(breakers.state(target)).toBe('open'); // the probe failed
+    now += 1_001;
+    expect(await breakers.admits(target)).toBe(true);
+    breakers.report(target, undefined);
+    expect(breakers.state(target)).toBe('closed');
+    expect(await breakers.admits(target)).toBe(true);
+  });
+
+  it('a 429 with a retry-after opens at once for that long, capped by max_cooldown_ms', () => {
+    let now = 0;
+    const breakers = new Breakers(settings, store, logger, () => now);
+    breakers.report(target, { kind: 'status', status: 429, retryAfterMs: 60_000 });
+    expect(breakers.state(target)).toBe('open');
+    now = 4_999;
+    expect(breakers.state(target)).toBe('open');
+    now = 5_001;
+    expect(breakers.state(target)).toBe('half_open');
+  });
+
+  it('another node’s open breaker, read from the shared store, keeps this node out', async () => {
+    const opener = new Breakers({ ...settings, min_requests: 1 }, store, logger);
+    const other = new Breakers(settings, store, logger);
+    expect(await other.admits(target)).toBe(true);
+    opener.report(target, { kind: 'status', status: 503 });
+    await new Promise((r) => setTimeout(r, 600)); // past the 500 ms refresh
+    expect(await other.admits(target)).toBe(false);
+  });
+});
