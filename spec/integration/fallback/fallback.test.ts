@@ -66,6 +66,7 @@ beforeAll(async () => {
         target('small', a, { context_window: 50 }),
       ]),
       route('slow', { ...permissive, ttft_timeout_ms: 150 }),
+      route('attempt', { ...permissive, attempt_timeout_ms: 200 }),
       route('mid', { ...permissive, midstream: 'continue' }),
       route('brk', {
         retry_budget: { min_retries_per_s: 1000 },
@@ -161,6 +162,18 @@ describe('triggers: failures before the first byte move on to the next target', 
     answeredBy(res, 'b', 1);
     expect(Date.now() - started).toBeLessThan(1_200);
     expect(parseSse(res.text()).at(-1)?.data).toBe('[DONE]');
+  });
+
+  it('an attempt that has not started its answer within attempt_timeout_ms → the next target answers', async () => {
+    a.nextFault({ kind: 'latency', ms: 1_500 });
+    const started = Date.now();
+    const res = await postChat(gw.kong, '/attempt', chatBody({ model: 'a' }));
+    answeredBy(res, 'b', 1);
+    expect(Date.now() - started).toBeLessThan(1_200);
+    expect((await logLine(res)).attempts).toMatchObject([
+      { target: 'a', failure: 'timeout' },
+      { target: 'b', status: 200 },
+    ]);
   });
 
   it('a prompt too long for a target’s context_window skips it without calling it', async () => {
@@ -266,7 +279,8 @@ describe('circuit breaker', () => {
   it('when every candidate’s breaker is open, the first target is tried anyway (panic rule)', async () => {
     b.setFault({ kind: 'status', status: 500 });
     // b answered the test above: 8 failures make sure its failure rate passes 50 %.
-    for (let i = 0; i < 8; i++) expect((await postChat(gw.kong, '/brk', chatBody({ model: 'b' }))).status).toBe(500);
+    for (let i = 0; i < 8; i++)
+      expect((await postChat(gw.kong, '/brk', chatBody({ model: 'b' }))).status).toBe(500);
     b.setFault(undefined);
     const res = await postChat(gw.kong, '/brk', chatBody({ model: 'b' }));
     answeredBy(res, 'b', 0);

@@ -109,35 +109,28 @@ function expectTrace(stats: RequestStats, prefix = '/pair'): void {
 }
 
 describe('answers and round trips', () => {
-  test.each(['/pair', '/all'])(
-    'JSON answer on %s: 2 round trips per plugin with a phase',
-    async (prefix) => {
-      const res = await postChat(
-        gw.kong,
-        prefix,
-        chatBody({ messages: [{ role: 'user', content: PROMPT }] }),
-      );
-      expect(res.status).toBe(200);
-      expect(res.headers['x-ai-target']).toBe('gpt-4o-mini');
-      expect(res.headers['x-ai-model']).toBe('gpt-4o-mini');
-      const body = res.json<{ object: string; choices: Array<{ message: { content: string } }> }>();
-      expect(body.object).toBe('chat.completion');
-      expect(body.choices[0]?.message.content).toBe(defaultAnswer(PROMPT));
-      expect(mock.requests).toHaveLength(1);
-      const stats = await res.stats();
-      expectTrace(stats, prefix);
-      // The plugins' own count (in ai-metrics' log line) agrees with Kong's.
-      const line = await until(
-        () =>
-          gw
-            .output()
-            .split('\n')
-            .find((l) => l.includes('"msg":"ai request"') && l.includes(res.requestId)),
-        'the ai-metrics log line',
-      );
-      expect(JSON.parse(line.slice(line.indexOf('{'))).kong_round_trips).toBe(ROUND_TRIPS[prefix]);
-    },
-  );
+  test.each(['/pair', '/all'])('JSON answer on %s: 2 round trips per plugin with a phase', async (prefix) => {
+    const res = await postChat(gw.kong, prefix, chatBody({ messages: [{ role: 'user', content: PROMPT }] }));
+    expect(res.status).toBe(200);
+    expect(res.headers['x-ai-target']).toBe('gpt-4o-mini');
+    expect(res.headers['x-ai-model']).toBe('gpt-4o-mini');
+    const body = res.json<{ object: string; choices: Array<{ message: { content: string } }> }>();
+    expect(body.object).toBe('chat.completion');
+    expect(body.choices[0]?.message.content).toBe(defaultAnswer(PROMPT));
+    expect(mock.requests).toHaveLength(1);
+    const stats = await res.stats();
+    expectTrace(stats, prefix);
+    // The plugins' own count (in ai-metrics' log line) agrees with Kong's.
+    const line = await until(
+      () =>
+        gw
+          .output()
+          .split('\n')
+          .find((l) => l.includes('"msg":"ai request"') && l.includes(res.requestId)),
+      'the ai-metrics log line',
+    );
+    expect(JSON.parse(line.slice(line.indexOf('{'))).kong_round_trips).toBe(ROUND_TRIPS[prefix]);
+  });
 
   test.each(['/pair', '/all'])(
     'SSE answer on %s: chunk by chunk, [DONE] last, 2 round trips per plugin with a phase',
