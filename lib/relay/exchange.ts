@@ -61,7 +61,6 @@ export class Exchange {
   private rejected = false;
   /** The current attempt's provider answered 2xx: tokens were spent. */
   private answered = false;
-  private readonly startedAt = performance.now();
   private callStart = 0;
   private firstWriteMs?: number;
   /** Usage of earlier attempts that spent tokens (a stream continued elsewhere). */
@@ -175,7 +174,9 @@ export class Exchange {
         if (this.stopped || !plan?.triggers(failure)) throw error;
       }
     }
-    throw lastError ?? new GatewayError('AIGW_UPSTREAM_UNAVAILABLE', 'no target of this request could be tried');
+    throw (
+      lastError ?? new GatewayError('AIGW_UPSTREAM_UNAVAILABLE', 'no target of this request could be tried')
+    );
   }
 
   /** An attempt ended: one entry for the log line and the metrics. */
