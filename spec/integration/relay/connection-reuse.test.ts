@@ -9,6 +9,7 @@ import { CONTEXT_HEADER, ContextStore } from '../../../lib/context';
 import { createLogger } from '../../../lib/log/logger';
 import { type Relay, startRelay } from '../../../lib/relay/server';
 import { rawRequest } from '../../support/providers/raw-http';
+import { issueRouteTicket } from '../../support/tickets';
 
 const chunk = (content: string) =>
   `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
@@ -62,14 +63,7 @@ it('keeps the provider connection across streams whose body ends after [DONE]', 
         },
       ],
     };
-    const ticket = contexts.issue({
-      plugin: 'ai-router',
-      priority: 750,
-      apply(ctx) {
-        ctx.route = route;
-        return undefined;
-      },
-    });
+    const ticket = issueRouteTicket(contexts, route);
     const res = await rawRequest(`http://127.0.0.1:${relay.port}/v1/chat/completions`, {
       method: 'POST',
       headers: { [CONTEXT_HEADER]: ticket.id },

@@ -14,6 +14,7 @@ import { createLogger } from '../../../lib/log/logger';
 import { type Relay, startRelay } from '../../../lib/relay/server';
 import { type ProviderMock, startOpenAIMock } from '../../support/providers';
 import { parseSse, type RawResponse, rawRequest, sseJson } from '../../support/providers/raw-http';
+import { issueRouteTicket } from '../../support/tickets';
 
 const KEY = 'sk-proj-RelayIntegrationKey0123456789abcdef';
 const LIMITS = { max_body_bytes: 1024 * 1024, max_json_depth: 64 };
@@ -86,14 +87,7 @@ function newContext(
     options.route === false
       ? undefined
       : { targets: [target(options.target)], reason: 'test', exposeTarget: options.exposeTarget ?? true };
-  const ticket = contexts.issue({
-    plugin: 'ai-router',
-    priority: 750,
-    apply(ctx) {
-      ctx.route = route;
-      return undefined;
-    },
-  });
+  const ticket = issueRouteTicket(contexts, route);
   return {
     id: ticket.id,
     method: endpoint === 'models' ? 'GET' : 'POST',
