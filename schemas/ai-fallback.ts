@@ -125,6 +125,45 @@ const RetryBudget = Type.Object(
   },
 );
 
+const Hedge = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: false,
+      description:
+        'When an attempt is slower than usual, send the request to the next target of the chain too (once per request) and keep the first answer; the other call is cancelled. A hedge takes one retry from the retry budget and counts as an attempt.',
+    }),
+    percentile: Type.Number({
+      minimum: 50,
+      maximum: 99.9,
+      default: 95,
+      description:
+        "Hedge once the attempt has taken longer than this percentile of its target's recent answers on this node (time until the answer is ready: JSON whole, stream's first event).",
+    }),
+    min_samples: Type.Integer({
+      minimum: 1,
+      maximum: 256,
+      default: 20,
+      description: 'Answers of a target needed before its percentile is used.',
+    }),
+    default_delay_ms: Type.Integer({
+      minimum: 1,
+      maximum: 600_000,
+      default: 2_000,
+      description: 'Hedge delay while a target has fewer than `min_samples` answers.',
+    }),
+    min_delay_ms: Type.Integer({
+      minimum: 1,
+      maximum: 600_000,
+      default: 50,
+      description: 'Shortest hedge delay, whatever the percentile says.',
+    }),
+  },
+  {
+    description:
+      'Hedged requests: trade a little extra load for a shorter tail. Off by default; a JSON answer is raced whole, so hedging suits streams and short answers best.',
+  },
+);
+
 export const fallbackSchema = Type.Object({
   chains: Type.Array(Chain, {
     default: [],
@@ -191,6 +230,7 @@ export const fallbackSchema = Type.Object({
   }),
   breaker: Breaker,
   retry_budget: RetryBudget,
+  hedge: Hedge,
   expose_headers: Type.Boolean({
     default: true,
     description: 'Send `x-ai-fallback-count` (attempts that failed before the answer) on answers.',

@@ -61,9 +61,14 @@ export interface AttemptFailure {
 /** One attempt of a request at one target, for the log line and the metrics. */
 export interface AttemptRecord {
   target: string;
-  /** Why it failed or was skipped (`circuit_open`: not tried); absent for the attempt that answered. */
-  failure?: FailureKind | 'circuit_open';
+  /**
+   * Why it failed or was skipped (`circuit_open`: not tried; `cancelled`: another attempt
+   * answered first); absent for the attempt that answered.
+   */
+  failure?: FailureKind | 'circuit_open' | 'cancelled';
   status?: number;
+  /** Sent as a hedge, racing a slow attempt. */
+  hedge?: true;
   latency_ms: number;
 }
 
@@ -87,8 +92,13 @@ export interface FailoverPlan {
   backoffMs(attempt: number): number;
   /** May the target be tried now (its breaker is not open)? Counts a half-open probe when it is taken. */
   admits(target: Target): Promise<boolean>;
-  /** The attempt's result, for the target's breaker: a failure, or undefined for success. */
-  report(target: Target, failure: AttemptFailure | undefined): void;
+  /**
+   * The attempt's result, for the target's breaker: a failure, or undefined for success with
+   * the time its answer took to be ready (JSON: whole; stream: first event).
+   */
+  report(target: Target, failure: AttemptFailure | undefined, readyMs?: number): void;
+  /** When a hedge should race an attempt at this target (ms after it started); undefined: never. */
+  hedgeAfterMs(target: Target): number | undefined;
 }
 
 export interface Usage {
@@ -123,8 +133,9 @@ export interface RelayOutcome {
   usage_source?: 'provider' | 'counted';
   stream: boolean;
   started_at: number;
-  /** Milliseconds from the upstream call to the first body byte (first token for streams). */
+  /** Milliseconds from the first upstream call to the answer's headers (JSON) or first token (stream). */
   ttft_ms?: number;
+  /** Milliseconds from the first upstream call to the end of the exchange. */
   latency_ms?: number;
   bytes_out: number;
   end: RelayEnd;

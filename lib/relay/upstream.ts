@@ -45,7 +45,7 @@ export class UpstreamClient {
 
 /** Why the relay itself stopped the upstream call, and the limit that ran out. */
 export interface Abort {
-  reason: 'client' | 'total' | 'first_byte' | 'idle' | 'attempt' | 'deadline';
+  reason: 'client' | 'total' | 'first_byte' | 'idle' | 'attempt' | 'deadline' | 'cancelled';
   ms: number;
 }
 
@@ -69,6 +69,7 @@ const ABORT_MESSAGES: Record<Abort['reason'], (ms: number) => string> = {
   idle: (ms) => `the provider sent nothing for ${ms} ms`,
   attempt: (ms) => `the provider did not start its answer within ${ms} ms`,
   deadline: (ms) => `no answer started within the request deadline of ${ms} ms`,
+  cancelled: () => 'another target answered first',
 };
 
 /**

@@ -3,6 +3,7 @@ import { GatewayError } from '../../lib/errors';
 import { definePlugin } from '../../lib/kong/plugin';
 import { type FallbackConfig, fallbackConfig } from '../../schemas/ai-fallback';
 import { Breakers } from './breaker';
+import { HedgeDelays } from './hedge';
 import { RetryBudget } from './retry-budget';
 
 /** Header a client may send to shorten the deadline (ms), when `deadline_header` allows it. */
@@ -11,8 +12,8 @@ export const DEADLINE_HEADER = 'x-ai-deadline-ms';
 /**
  * Failover for requests ai-router has routed: the chain of targets to try after the chosen
  * one, which failures move on (triggers), how many attempts, by when, with what backoff,
- * and which targets to skip (circuit breakers, shared through the store). The relay runs
- * the attempts. Priority 730: after ai-router (the chain starts at its choice) and ai-budget.
+ * which targets to skip (circuit breakers, shared through the store), and when a slow
+ * attempt is raced by a hedge. The relay runs the attempts. Priority 730: after ai-router (the chain starts at its choice) and ai-budget.
  */
 export default definePlugin({
   config: fallbackConfig,
@@ -22,6 +23,7 @@ export default definePlugin({
     const logger = suite.logger.child({ plugin: 'ai-fallback' });
     const breakers = new Breakers(config.breaker, suite.store, logger);
     const budget = new RetryBudget(config.retry_budget);
+    const hedges = new HedgeDelays(config.hedge);
     const chains = new Map(config.chains.map((c, i) => [c.target, { names: c.fallbacks, index: i }]));
     const statuses = new Set(config.triggers.statuses);
 
@@ -61,7 +63,11 @@ export default definePlugin({
           takeRetry: () => budget.tryRetry(),
           backoffMs: (attempt) => backoffMs(config.backoff, attempt),
           admits: (target) => breakers.admits(target),
-          report: (target, failure) => breakers.report(target, failure),
+          report: (target, failure, readyMs) => {
+            breakers.report(target, failure);
+            if (!failure && readyMs !== undefined) hedges.record(target, readyMs);
+          },
+          hedgeAfterMs: (target) => hedges.delayMs(target),
         };
         ctx.failover = plan;
         return undefined;

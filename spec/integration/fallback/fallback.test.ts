@@ -80,6 +80,16 @@ beforeAll(async () => {
       }),
       route('deadline', { ...permissive, deadline_ms: 5_000 }),
       route('badchain', { ...permissive, chains: [{ target: 'a', fallbacks: ['b', 'nope'] }] }),
+      route('hedge', { ...permissive, hedge: { enabled: true, default_delay_ms: 100, min_samples: 256 } }),
+      route('learn', {
+        ...permissive,
+        hedge: { enabled: true, percentile: 50, min_samples: 5, min_delay_ms: 20, default_delay_ms: 60_000 },
+      }),
+      route('hedge-nobudget', {
+        breaker: { enabled: false },
+        retry_budget: { ratio: 0, min_retries_per_s: 0 },
+        hedge: { enabled: true, default_delay_ms: 50 },
+      }),
     ],
   });
 }, 30_000);
@@ -212,6 +222,26 @@ describe('triggers: failures before the first byte move on to the next target', 
     answeredBy(await postChat(gw.kong, '/f', chatBody({ model: 'a' })), 'b', 1);
   });
 
+  it('a 200 answer stopped by the content filter → the next target answers (triggers.content_filter)', async () => {
+    a.nextFault({ kind: 'content_filter' });
+    const res = await postChat(gw.kong, '/f', chatBody({ model: 'a' }));
+    answeredBy(res, 'b', 1);
+    expect((await logLine(res)).attempts).toMatchObject([
+      { target: 'a', failure: 'content_filter', status: 200 },
+      { target: 'b', status: 200 },
+    ]);
+  });
+
+  it('without the content_filter trigger, a filtered answer reaches the client as the provider gave it', async () => {
+    a.nextFault({ kind: 'content_filter' });
+    const res = await postChat(gw.kong, '/slow', chatBody({ model: 'a' }));
+    answeredBy(res, 'a', 0);
+    expect(res.json<{ choices: Array<{ finish_reason: string }> }>().choices[0]?.finish_reason).toBe(
+      'content_filter',
+    );
+    expect(served()).toEqual([1, 0, 0]);
+  });
+
   it('a stream cut before its first event, or reset, → the next target streams the whole answer', async () => {
     for (const fault of [{ kind: 'cut_stream', afterChunks: 0 } as const, { kind: 'reset' } as const]) {
       a.nextFault(fault);
@@ -219,6 +249,75 @@ describe('triggers: failures before the first byte move on to the next target', 
       answeredBy(res, 'b', 1);
       expect(parseSse(res.text()).at(-1)?.data).toBe('[DONE]');
     }
+  });
+});
+
+describe('hedging', () => {
+  it('a slow first attempt is raced by the next target: the first answer wins, the slow call is cancelled', async () => {
+    a.nextFault({ kind: 'latency', ms: 1_500 });
+    const started = Date.now();
+    const res = await postChat(gw.kong, '/hedge', chatBody({ model: 'a' }));
+    answeredBy(res, 'b', 0);
+    expect(Date.now() - started).toBeLessThan(1_200);
+    expect(served()).toEqual([1, 1, 0]);
+    expect((await logLine(res)).attempts).toEqual([
+      { target: 'a', failure: 'cancelled', latency_ms: expect.any(Number) },
+      { target: 'b', hedge: true, status: 200, latency_ms: expect.any(Number) },
+    ]);
+  });
+
+  it('a first attempt that answers in time is not hedged', async () => {
+    answeredBy(await postChat(gw.kong, '/hedge', chatBody({ model: 'a' })), 'a', 0);
+    expect(served()).toEqual([1, 0, 0]);
+  });
+
+  it('streams race to their first event; the winner streams the whole answer', async () => {
+    a.nextFault({ kind: 'slow_first_byte', ms: 1_500 });
+    const res = await postChat(gw.kong, '/hedge', chatBody({ model: 'a', stream: true }));
+    answeredBy(res, 'b', 0);
+    const frames = parseSse(res.text());
+    expect(frames.at(-1)?.data).toBe('[DONE]');
+    expect(frames.filter((f) => f.data.includes('"role"'))).toHaveLength(1);
+  });
+
+  it('a hedge that fails leaves the first attempt to answer', async () => {
+    a.nextFault({ kind: 'latency', ms: 300 });
+    b.nextFault({ kind: 'status', status: 500 });
+    const res = await postChat(gw.kong, '/hedge', chatBody({ model: 'a' }));
+    answeredBy(res, 'a', 1);
+    expect((await logLine(res)).attempts).toEqual([
+      { target: 'b', hedge: true, failure: 'status', status: 500, latency_ms: expect.any(Number) },
+      { target: 'a', status: 200, latency_ms: expect.any(Number) },
+    ]);
+  });
+
+  it('when both racers fail, the chain goes on to the next target', async () => {
+    a.setFault({ kind: 'latency', ms: 250 });
+    a.nextFault({ kind: 'status', status: 503 });
+    b.nextFault({ kind: 'status', status: 503 });
+    const res = await postChat(gw.kong, '/hedge', chatBody({ model: 'a' }));
+    answeredBy(res, 'c', 2);
+    expect(served()).toEqual([1, 1, 1]);
+    expect((await logLine(res)).attempts).toMatchObject([
+      { target: 'b', hedge: true, failure: 'status', status: 503 },
+      { target: 'a', failure: 'status', status: 503 },
+      { target: 'c', status: 200 },
+    ]);
+  });
+
+  it('the delay is the percentile of the target’s recent answers once enough are known', async () => {
+    for (let i = 0; i < 5; i++)
+      answeredBy(await postChat(gw.kong, '/learn', chatBody({ model: 'a' })), 'a', 0);
+    a.nextFault({ kind: 'latency', ms: 1_500 });
+    const res = await postChat(gw.kong, '/learn', chatBody({ model: 'a' }));
+    answeredBy(res, 'b', 0);
+    expect(served()).toEqual([6, 1, 0]);
+  });
+
+  it('a hedge takes a retry from the budget: with none left, the slow attempt answers alone', async () => {
+    a.nextFault({ kind: 'latency', ms: 300 });
+    answeredBy(await postChat(gw.kong, '/hedge-nobudget', chatBody({ model: 'a' })), 'a', 0);
+    expect(served()).toEqual([1, 0, 0]);
   });
 });
 

@@ -222,8 +222,10 @@ export async function startOpenAIMock(options: MockOptions = {}): Promise<Provid
 
     const promptTokens = messages.reduce((sum, m) => sum + countTokens(textOf(m['content'])), 0);
     const lastUser = [...messages].reverse().find((m) => m['role'] === 'user');
-    const answer = limitAnswer(ex.answer ?? defaultAnswer(textOf(lastUser?.['content'])), limit);
-    const finishReason = answer.truncated ? 'length' : 'stop';
+    const answer = ex.plan.contentFilter
+      ? { text: '', pieces: [], truncated: false }
+      : limitAnswer(ex.answer ?? defaultAnswer(textOf(lastUser?.['content'])), limit);
+    const finishReason = ex.plan.contentFilter ? 'content_filter' : answer.truncated ? 'length' : 'stop';
     const usage = chatUsage(promptTokens, answer.pieces.length);
     const base = {
       id: `chatcmpl-${randomId(29)}`,

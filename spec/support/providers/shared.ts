@@ -35,7 +35,9 @@ export type Fault =
   /** Stream: send N chunks then destroy the socket (no terminator). JSON: send half the body then destroy. */
   | { kind: 'cut_stream'; afterChunks: number }
   /** Omit usage (JSON) / the usage chunk or fields (SSE). */
-  | { kind: 'no_usage' };
+  | { kind: 'no_usage' }
+  /** The provider's content filter stopped the answer: no text, finish reason `content_filter` (HTTP 200). */
+  | { kind: 'content_filter' };
 
 export interface ProviderMock {
   /** Base URL including the version path, e.g. http://127.0.0.1:PORT/v1 */
@@ -74,6 +76,7 @@ export interface FaultPlan {
   chunkDelayMs: number;
   cutAfterChunks?: number;
   noUsage: boolean;
+  contentFilter: boolean;
 }
 
 /** One request as a provider handler sees it. */
@@ -119,6 +122,7 @@ export function planFaults(faults: ReadonlyArray<Fault | undefined>, chunkDelayM
     slowFirstByteMs: 0,
     chunkDelayMs,
     noUsage: false,
+    contentFilter: false,
   };
   for (const fault of faults) {
     if (!fault) continue;
@@ -144,6 +148,9 @@ export function planFaults(faults: ReadonlyArray<Fault | undefined>, chunkDelayM
         break;
       case 'no_usage':
         plan.noUsage = true;
+        break;
+      case 'content_filter':
+        plan.contentFilter = true;
         break;
     }
   }

@@ -4,6 +4,7 @@ import { createLogger } from '../../../lib/log/logger';
 import { durationMs, retryAfterMs } from '../../../lib/relay/retry-after';
 import { MemoryStore } from '../../../lib/store';
 import { Breakers } from '../../../plugins/ai-fallback/breaker';
+import { HedgeDelays } from '../../../plugins/ai-fallback/hedge';
 import { backoffMs } from '../../../plugins/ai-fallback/index';
 import { RetryBudget } from '../../../plugins/ai-fallback/retry-budget';
 import { fallbackConfig } from '../../../schemas/ai-fallback';
@@ -54,6 +55,9 @@ describe('ai-fallback config', () => {
     [{ breaker: { cooldown_ms: 10_000, max_cooldown_ms: 1_000 } }, 'config.breaker.cooldown_ms'],
     [{ retry_budget: { ratio: -1 } }, 'config.retry_budget.ratio'],
     [{ midstream: 'retry' }, 'config.midstream'],
+    [{ hedge: { percentile: 100 } }, 'config.hedge.percentile'],
+    [{ hedge: { min_samples: 0 } }, 'config.hedge.min_samples'],
+    [{ hedge: { default_delay_ms: -1 } }, 'config.hedge.default_delay_ms'],
   ])('refuses %j naming %s', (raw, path) => {
     expect(problems(raw)).toContain(path);
   });
@@ -103,6 +107,35 @@ describe('retry-after', () => {
     expect(durationMs('6m0s')).toBe(360_000);
     expect(durationMs('1.5s')).toBe(1_500);
     expect(durationMs('abc')).toBeUndefined();
+  });
+});
+
+describe('hedge delays', () => {
+  const target = { name: 't' } as Target;
+  const settings = { enabled: true, percentile: 90, min_samples: 10, default_delay_ms: 700, min_delay_ms: 5 };
+
+  it('uses the default until min_samples answers are known, then the percentile', () => {
+    const delays = new HedgeDelays(settings);
+    for (let i = 1; i <= 9; i++) delays.record(target, i * 10);
+    expect(delays.delayMs(target)).toBe(700);
+    delays.record(target, 100);
+    expect(delays.delayMs(target)).toBe(90); // p90 of 10…100
+  });
+
+  it('never goes below min_delay_ms, keeps targets apart, and is off when disabled', () => {
+    const delays = new HedgeDelays(settings);
+    for (let i = 0; i < 10; i++) delays.record(target, 1);
+    expect(delays.delayMs(target)).toBe(5);
+    expect(delays.delayMs({ name: 'other' } as Target)).toBe(700);
+    expect(new HedgeDelays({ ...settings, enabled: false }).delayMs(target)).toBeUndefined();
+  });
+
+  it('follows the recent answers, not the whole history', () => {
+    const delays = new HedgeDelays({ ...settings, percentile: 50 });
+    for (let i = 0; i < 256; i++) delays.record(target, 10);
+    expect(delays.delayMs(target)).toBe(10);
+    for (let i = 0; i < 256; i++) delays.record(target, 400);
+    expect(delays.delayMs(target)).toBe(400);
   });
 });
 
