@@ -8,7 +8,7 @@
  *
  * Environment: AIGW_SOCKET_DIR, AIGW_RELAY_PORT, AIGW_RELAY_HOST, AIGW_LOG_LEVEL,
  * AIGW_LOG_FILE, AIGW_STORE, AIGW_STORE_COMMAND_TIMEOUT_MS, AIGW_MAX_BODY_BYTES,
- * AIGW_MAX_JSON_DEPTH, AIGW_DRAIN_MS.
+ * AIGW_MAX_JSON_DEPTH, AIGW_DRAIN_MS, AIGW_ADMIN_HOST, AIGW_ADMIN_PORT (`off`: no admin endpoint).
  */
 import { parseArgs } from 'node:util';
 import { suitePlugins } from '../../plugins';
@@ -38,6 +38,7 @@ async function serve(options: { socketDir: string; relayHost: string; relayPort:
     plugins: suitePlugins,
     ...options,
     logger,
+    ...adminFromEnv(),
     limits: {
       max_body_bytes: intFromEnv('AIGW_MAX_BODY_BYTES', 10 * 1024 * 1024),
       max_json_depth: intFromEnv('AIGW_MAX_JSON_DEPTH', 64),
@@ -55,6 +56,16 @@ async function serve(options: { socketDir: string; relayHost: string; relayPort:
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+function adminFromEnv(): { admin?: { host: string; port: number } } {
+  if (process.env.AIGW_ADMIN_PORT === 'off') return {};
+  return {
+    admin: {
+      host: process.env.AIGW_ADMIN_HOST || '127.0.0.1',
+      port: intFromEnv('AIGW_ADMIN_PORT', 8901),
+    },
+  };
 }
 
 function main(): void {

@@ -2,6 +2,7 @@ import type { TObject } from '@sinclair/typebox';
 import type { ConfigOf, PluginConfig } from '../config/define';
 import type { KongKeys } from '../config/validate';
 import { CONTEXT_HEADER, type ContextStore, type RequestPolicy } from '../context';
+import type { TargetHealth } from '../health';
 import type { Logger } from '../log/logger';
 import type { Store } from '../store';
 import { SUITE_VERSION } from '../version';
@@ -17,6 +18,8 @@ export interface Suite {
   readonly store: Store;
   readonly logger: Logger;
   readonly limits: RequestLimits;
+  /** This node's view of every target's circuit breaker (written by ai-fallback). */
+  readonly health: TargetHealth;
 }
 
 export interface RequestLimits {

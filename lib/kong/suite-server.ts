@@ -1,7 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
+import { type AdminServer, startAdmin } from '../admin/server';
 import { ContextStore, type ContextStoreOptions } from '../context';
+import { TargetHealth } from '../health';
 import type { Logger } from '../log/logger';
 import { startRelay } from '../relay/server';
 import { createStore, type Store, storeConfigFromEnv } from '../store';
@@ -17,6 +19,8 @@ export interface SuiteServerOptions {
   relayPort: number;
   logger: Logger;
   limits: RequestLimits;
+  /** The admin endpoint (loopback by default); absent: none. */
+  admin?: { host?: string; port: number };
   env?: NodeJS.ProcessEnv;
   pluginServer?: Partial<PluginServerOptions>;
   contexts?: Partial<ContextStoreOptions>;
@@ -27,6 +31,8 @@ export interface SuiteServer {
   readonly contexts: ContextStore;
   readonly store: Store;
   readonly relayPort: number;
+  /** Port of the admin endpoint, when it runs. */
+  readonly adminPort?: number;
   /** Stops taking Kong calls, lets in-flight answers finish (up to drainMs), frees everything. */
   close(drainMs?: number): Promise<void>;
 }
@@ -39,7 +45,8 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   // Waits for the first connection (bounded by the store's connect timeout); a store that is
   // down does not stop the server: each plugin's config says what store trouble means.
   await store.ping().catch((err) => logger.warn({ err: String(err) }, 'store not reachable at start'));
-  const suite: Suite = { contexts, store, logger, limits: options.limits };
+  const health = new TargetHealth();
+  const suite: Suite = { contexts, store, logger, limits: options.limits, health };
   const plugins = new PluginServer(options.plugins, suite, options.pluginServer);
   mkdirSync(options.socketDir, { recursive: true });
   const sockets: Server[] = [];
@@ -53,10 +60,18 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
     logger,
     limits: options.limits,
   });
+  // The admin endpoint is for operators: a port already taken must not stop the traffic.
+  const admin: AdminServer | undefined = options.admin
+    ? await startAdmin({ ...options.admin, health, store, logger }).catch((err: unknown) => {
+        logger.error({ err: String(err) }, 'admin endpoint not started');
+        return undefined;
+      })
+    : undefined;
   logger.info(
     {
       socket_dir: options.socketDir,
       relay: `${options.relayHost}:${relay.port}`,
+      ...(admin ? { admin: `${options.admin?.host ?? '127.0.0.1'}:${admin.port}` } : {}),
       plugins: options.plugins.map((p) => p.name),
     },
     'suite server ready',
@@ -66,8 +81,10 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
     contexts,
     store,
     relayPort: relay.port,
+    ...(admin ? { adminPort: admin.port } : {}),
     async close(drainMs = 10_000) {
       for (const s of sockets) s.close();
+      await admin?.close();
       await Promise.race([relay.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
       plugins.close();
       contexts.close();

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { AttemptFailure, Target } from '../../lib/context';
+import { type TargetHealth, targetIdentity } from '../../lib/health';
 import type { Logger } from '../../lib/log/logger';
 import { key, type Store } from '../../lib/store';
 
@@ -12,8 +12,6 @@ export interface BreakerSettings {
   max_cooldown_ms: number;
   half_open_probes: number;
 }
-
-export type BreakerState = 'closed' | 'open' | 'half_open';
 
 /** How often a node re-reads a target's shared open state from the store. */
 export const SHARED_STATE_REFRESH_MS = 500;
@@ -42,12 +40,14 @@ interface Health {
  * timeouts; a 4xx is the request's problem, not the target's.
  */
 export class Breakers {
-  private readonly health = new Map<string, Health>();
+  private readonly targets = new Map<string, Health>();
   private readonly bucketMs: number;
 
   constructor(
     private readonly settings: BreakerSettings,
     private readonly store: Store,
+    /** This node's view of every target, where the state is published for ai-router and the admin endpoint. */
+    private readonly health: TargetHealth,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
   ) {
@@ -96,19 +96,13 @@ export class Breakers {
     }
   }
 
-  state(target: Target): BreakerState {
-    const h = this.health.get(healthKey(target));
-    if (!h) return 'closed';
-    if (h.openUntil > this.now()) return 'open';
-    return h.tripped ? 'half_open' : 'closed';
-  }
-
   private open(target: Target, h: Health, retryAfterMs: number | undefined): void {
     const cooldown = Math.min(retryAfterMs ?? this.settings.cooldown_ms, this.settings.max_cooldown_ms);
     const until = this.now() + Math.max(1, cooldown);
     h.openUntil = Math.max(h.openUntil, until);
     h.tripped = true;
     h.buckets = [];
+    this.health.update(target, 'open', h.openUntil);
     this.logger.warn({ target: target.name, open_ms: h.openUntil - this.now() }, 'circuit breaker opened');
     this.store
       .set(this.storeKey(target), String(h.openUntil), h.openUntil - this.now())
@@ -122,6 +116,7 @@ export class Breakers {
     h.openUntil = 0;
     h.probes = 0;
     h.buckets = [];
+    this.health.update(target, 'closed');
     this.logger.info({ target: target.name }, 'circuit breaker closed');
     this.store
       .delete(this.storeKey(target))
@@ -142,10 +137,12 @@ export class Breakers {
         if (shared > this.now()) {
           h.openUntil = Math.max(h.openUntil, shared);
           h.tripped = true;
+          this.health.update(target, 'open', h.openUntil);
         } else if (h.tripped && h.openUntil <= this.now() && value === null && h.probes === 0) {
           // Another node's probe closed it (the key is gone): close here too.
           h.tripped = false;
           h.buckets = [];
+          this.health.update(target, 'closed');
         }
       })
       .catch(() => undefined) // store trouble: this node's own view decides
@@ -157,11 +154,11 @@ export class Breakers {
   }
 
   private entry(target: Target): Health {
-    const k = healthKey(target);
-    let h = this.health.get(k);
+    const k = targetIdentity(target);
+    let h = this.targets.get(k);
     if (!h) {
       h = { buckets: [], openUntil: 0, tripped: false, probes: 0, syncedAt: 0 };
-      this.health.set(k, h);
+      this.targets.set(k, h);
     }
     return h;
   }
@@ -180,16 +177,8 @@ export class Breakers {
   }
 
   private storeKey(target: Target): string {
-    return key('global', 'breaker', healthKey(target));
+    return key('global', 'breaker', targetIdentity(target));
   }
-}
-
-/** A target's identity for health: the same model at the same endpoint, whatever route names it. */
-function healthKey(target: Target): string {
-  return createHash('sha256')
-    .update(`${target.provider}\n${target.base_url}\n${target.model}`)
-    .digest('base64url')
-    .slice(0, 22);
 }
 
 function countsAgainstTarget(failure: AttemptFailure): boolean {

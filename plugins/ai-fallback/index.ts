@@ -21,7 +21,7 @@ export default definePlugin({
   phases: ['access'],
   create(config, _keys, suite) {
     const logger = suite.logger.child({ plugin: 'ai-fallback' });
-    const breakers = new Breakers(config.breaker, suite.store, logger);
+    const breakers = new Breakers(config.breaker, suite.store, suite.health, logger);
     const budget = new RetryBudget(config.retry_budget);
     const hedges = new HedgeDelays(config.hedge);
     const chains = new Map(config.chains.map((c, i) => [c.target, { names: c.fallbacks, index: i }]));

@@ -236,6 +236,7 @@ export async function startInProcess(options: InProcessOptions): Promise<InProce
       limits: options.limits ?? { max_body_bytes: 10 * 1024 * 1024, max_json_depth: 64 },
       env: options.serverEnv ?? { AIGW_STORE: 'memory' },
       pluginServer: options.pluginServer,
+      admin: { port: 0 },
     });
   let server = await start();
   let kong: KongDriver;
@@ -311,6 +312,7 @@ export async function startRealProcess(options: RealProcessOptions): Promise<Rea
     : {};
   const serverEnv = {
     AIGW_RELAY_PORT: String(relayPort),
+    AIGW_ADMIN_PORT: '0',
     AIGW_STORE: 'memory',
     AIGW_LOG_LEVEL: 'debug',
     ...fixtureEnv,

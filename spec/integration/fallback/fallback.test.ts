@@ -111,6 +111,13 @@ function answeredBy(res: DriverResponse, name: string, fallbacks: number): void 
   expect(res.headers['x-ai-fallback-count']).toBe(String(fallbacks));
 }
 
+/** Breaker state by target name, from the suite server's admin endpoint. */
+async function breakerStates(): Promise<Record<string, string>> {
+  const res = await fetch(`http://127.0.0.1:${gw.server.adminPort}/targets`);
+  const { data } = (await res.json()) as { data: Array<{ target: string; state: string }> };
+  return Object.fromEntries(data.map((e) => [e.target, e.state]));
+}
+
 /** The ai-metrics line of a response (its outcome carries the attempts). */
 async function logLine(res: DriverResponse): Promise<Record<string, unknown>> {
   await res.stats();
@@ -367,12 +374,16 @@ describe('circuit breaker', () => {
       { target: 'a', failure: 'circuit_open', latency_ms: 0 },
       { target: 'b', status: 200, latency_ms: expect.any(Number) },
     ]);
+    // The admin endpoint shows it, as ai-router and the metrics read it.
+    expect(await breakerStates()).toEqual({ a: 'open' });
     // After the cooldown one probe reaches a; it is healthy again, so the breaker closes.
     a.setFault(undefined);
     await new Promise((r) => setTimeout(r, 450));
+    expect(await breakerStates()).toEqual({ a: 'half_open' });
     answeredBy(await postChat(gw.kong, '/brk', chatBody({ model: 'a' })), 'a', 0);
     answeredBy(await postChat(gw.kong, '/brk', chatBody({ model: 'a' })), 'a', 0);
     expect(a.requests).toHaveLength(6);
+    expect(await breakerStates()).toEqual({ a: 'closed' });
   });
 
   it('when every candidate’s breaker is open, the first target is tried anyway (panic rule)', async () => {

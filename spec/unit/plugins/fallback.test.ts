@@ -1,5 +1,6 @@
 import { ConfigError } from '../../../lib/config';
 import type { Target } from '../../../lib/context';
+import { TargetHealth } from '../../../lib/health';
 import { createLogger } from '../../../lib/log/logger';
 import { durationMs, retryAfterMs } from '../../../lib/relay/retry-after';
 import { MemoryStore } from '../../../lib/store';
@@ -166,40 +167,42 @@ describe('breakers', () => {
 
   it('opens on the failure rate once min_requests is reached; 4xx do not count', async () => {
     let now = 100_000;
-    const breakers = new Breakers(settings, store, logger, () => now);
+    const health = new TargetHealth(() => now);
+    const breakers = new Breakers(settings, store, health, logger, () => now);
     breakers.report(target, { kind: 'status', status: 400 });
     breakers.report(target, { kind: 'status', status: 500 });
     breakers.report(target, undefined);
-    expect(breakers.state(target)).toBe('closed');
+    expect(health.state(target)).toBe('closed');
     breakers.report(target, { kind: 'timeout' }); // 2 of 4 failed
-    expect(breakers.state(target)).toBe('open');
+    expect(health.state(target)).toBe('open');
     expect(await breakers.admits(target)).toBe(false);
     now += 1_001;
     expect(await breakers.admits(target)).toBe(true); // the probe
     expect(await breakers.admits(target)).toBe(false); // only one at a time
     breakers.report(target, { kind: 'connect' });
-    expect(breakers.state(target)).toBe('open'); // the probe failed
+    expect(health.state(target)).toBe('open'); // the probe failed
     now += 1_001;
     expect(await breakers.admits(target)).toBe(true);
     breakers.report(target, undefined);
-    expect(breakers.state(target)).toBe('closed');
+    expect(health.state(target)).toBe('closed');
     expect(await breakers.admits(target)).toBe(true);
   });
 
   it('a 429 with a retry-after opens at once for that long, capped by max_cooldown_ms', () => {
     let now = 0;
-    const breakers = new Breakers(settings, store, logger, () => now);
+    const health = new TargetHealth(() => now);
+    const breakers = new Breakers(settings, store, health, logger, () => now);
     breakers.report(target, { kind: 'status', status: 429, retryAfterMs: 60_000 });
-    expect(breakers.state(target)).toBe('open');
+    expect(health.state(target)).toBe('open');
     now = 4_999;
-    expect(breakers.state(target)).toBe('open');
+    expect(health.state(target)).toBe('open');
     now = 5_001;
-    expect(breakers.state(target)).toBe('half_open');
+    expect(health.state(target)).toBe('half_open');
   });
 
   it('another node’s open breaker, read from the shared store, keeps this node out', async () => {
-    const opener = new Breakers({ ...settings, min_requests: 1 }, store, logger);
-    const other = new Breakers(settings, store, logger);
+    const opener = new Breakers({ ...settings, min_requests: 1 }, store, new TargetHealth(), logger);
+    const other = new Breakers(settings, store, new TargetHealth(), logger);
     expect(await other.admits(target)).toBe(true);
     opener.report(target, { kind: 'status', status: 503 });
     await new Promise((r) => setTimeout(r, 600)); // past the 500 ms refresh

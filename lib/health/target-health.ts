@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import type { Target } from '../context';
+
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+export interface TargetHealthEntry {
+  /** Name of the target as its ai-router config calls it (the last one that reported). */
+  target: string;
+  provider: string;
+  model: string;
+  state: BreakerState;
+  /** While open: when the target may be probed again (epoch ms). */
+  open_until?: number;
+  /** When the state last changed (epoch ms). */
+  changed_at: number;
+}
+
+interface Entry {
+  target: string;
+  provider: string;
+  model: string;
+  tripped: boolean;
+  openUntil: number;
+  changedAt: number;
+}
+
+/**
+ * This node's view of every target's circuit breaker, written by ai-fallback and read by
+ * whoever needs it: ai-router to steer away from open targets, the admin endpoint and
+ * metrics to show it. A target is identified by provider, base URL and model, so two routes
+ * naming the same model at the same endpoint share one entry.
+ */
+export class TargetHealth {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** The breaker opened (until `openUntil`), or a probe is allowed (`half_open`), or it closed. */
+  update(target: Target, state: 'open' | 'closed', openUntil = 0): void {
+    const id = targetIdentity(target);
+    const previous = this.entries.get(id);
+    const tripped = state === 'open';
+    if (previous?.tripped === tripped && previous.openUntil === openUntil) return;
+    this.entries.set(id, {
+      target: target.name,
+      provider: target.provider,
+      model: target.model,
+      tripped,
+      openUntil: tripped ? openUntil : 0,
+      changedAt: this.now(),
+    });
+  }
+
+  state(target: Target): BreakerState {
+    const entry = this.entries.get(targetIdentity(target));
+    return entry ? this.stateOf(entry) : 'closed';
+  }
+
+  /** Every target a breaker has reported on, for the admin endpoint and metrics. */
+  snapshot(): TargetHealthEntry[] {
+    return [...this.entries.values()].map((e) => ({
+      target: e.target,
+      provider: e.provider,
+      model: e.model,
+      state: this.stateOf(e),
+      ...(e.openUntil > this.now() ? { open_until: e.openUntil } : {}),
+      changed_at: e.changedAt,
+    }));
+  }
+
+  private stateOf(e: Entry): BreakerState {
+    if (!e.tripped) return 'closed';
+    return e.openUntil > this.now() ? 'open' : 'half_open';
+  }
+}
+
+/** A target's identity for health: the same model at the same endpoint, whatever route names it. */
+export function targetIdentity(target: Target): string {
+  return createHash('sha256')
+    .update(`${target.provider}\n${target.base_url}\n${target.model}`)
+    .digest('base64url')
+    .slice(0, 22);
+}
