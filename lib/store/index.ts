@@ -17,7 +17,14 @@ export {
 export { key } from './key';
 export { MemoryStore, type MemoryStoreOptions } from './memory';
 export { RedisStore, reconnectDelay } from './redis';
-export type { Store } from './store';
+export {
+  type ActualUsage,
+  type BudgetCharge,
+  MAX_CHARGES,
+  type ReserveRequest,
+  type ReserveResult,
+  type Store,
+} from './store';
 
 /**
  * The store a config asks for (parse it with `parseStoreConfig` or `storeConfigFromEnv`).

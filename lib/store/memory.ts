@@ -1,5 +1,17 @@
 import { LRUCache } from 'lru-cache';
-import { checkIncrement, checkTtl, parseCounter, type Store, storeUnavailable } from './store';
+import {
+  type ActualUsage,
+  checkBudgetKeys,
+  checkIncrement,
+  checkReserve,
+  checkSettle,
+  checkTtl,
+  parseCounter,
+  type ReserveRequest,
+  type ReserveResult,
+  type Store,
+  storeUnavailable,
+} from './store';
 
 export interface MemoryStoreOptions {
   /** Entries kept before the least recently used one is evicted. */
@@ -14,6 +26,14 @@ interface Entry {
   value: Buffer;
   /** Clock time at which the entry stops existing; Infinity for no TTL. */
   expiresAt: number;
+  /** Live budget reservations on this counter; they go with it. */
+  holds?: Holds;
+}
+
+interface Holds {
+  /** Sum of the amounts below. */
+  total: number;
+  byId: Map<string, { amount: number; expiresAt: number }>;
 }
 
 export const DEFAULT_MAX_ENTRIES = 100_000;
@@ -81,6 +101,81 @@ export class MemoryStore implements Store {
     return next;
   }
 
+  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+    this.checkOpen();
+    const { id, charges, output, minOutput, holdMs } = checkReserve(req);
+    const now = this.now();
+    // Every key is read (and checked) before anything is written.
+    const totals = new Map<string, number>();
+    for (const charge of charges) {
+      for (const k of charge.keys) if (!totals.has(k)) totals.set(k, this.budgetTotal(k, now));
+    }
+    const windowTotal = (keys: string[]) => keys.reduce((sum, k) => sum + totals.get(k)!, 0);
+
+    let n = output;
+    let refusedBy: number | undefined;
+    charges.forEach((charge, i) => {
+      if (!charge.hard) return;
+      const fits = affordable(charge.cap - windowTotal(charge.keys) - charge.fixed, charge.perOutput, output);
+      if (fits < minOutput && refusedBy === undefined) refusedBy = i;
+      n = Math.min(n, fits);
+    });
+    if (refusedBy !== undefined) {
+      return { ok: false, output: 0, used: charges.map((c) => windowTotal(c.keys)), refusedBy };
+    }
+
+    for (const charge of charges) {
+      const amount = charge.fixed + charge.perOutput * n;
+      const entry = this.counter(charge.keys[0], charge.ttlMs);
+      entry.holds ??= { total: 0, byId: new Map() };
+      // An id held twice on one key (two charges sharing a counter) holds both amounts.
+      const previous = entry.holds.byId.get(id)?.amount ?? 0;
+      entry.holds.byId.set(id, { amount: previous + amount, expiresAt: now + holdMs });
+      entry.holds.total += amount;
+      totals.set(charge.keys[0], totals.get(charge.keys[0])! + amount);
+    }
+    return { ok: true, output: n, used: charges.map((c) => windowTotal(c.keys)) };
+  }
+
+  async settle(id: string, actual: ActualUsage[]): Promise<void> {
+    this.checkOpen();
+    const usage = checkSettle(id, actual);
+    const now = this.now();
+    // Every counter is checked before anything is written, as the Redis script does.
+    const after = new Map<string, number>();
+    for (const { key, amount } of usage) {
+      const value = (after.get(key) ?? this.committed(key)) + amount;
+      if (!Number.isSafeInteger(value)) throw storeUnavailable('counter out of safe integer range');
+      after.set(key, value);
+    }
+    for (const { key, amount, ttlMs } of usage) {
+      const entry = this.counter(key, ttlMs);
+      this.releaseExpired(entry, now);
+      const mine = entry.holds?.byId.get(id);
+      if (entry.holds && mine) {
+        entry.holds.byId.delete(id);
+        entry.holds.total -= mine.amount;
+      }
+      entry.value = Buffer.from(String(this.committed(key) + amount));
+    }
+  }
+
+  async budgetUsage(key: string): Promise<{ used: number; held: number }> {
+    this.checkOpen();
+    checkBudgetKeys('budgetUsage', [key]);
+    const used = this.committed(key);
+    const entry = this.live(key);
+    if (entry === undefined) return { used, held: 0 };
+    this.releaseExpired(entry, this.now());
+    return { used, held: entry.holds?.total ?? 0 };
+  }
+
+  async resetBudget(key: string): Promise<void> {
+    this.checkOpen();
+    checkBudgetKeys('resetBudget', [key]);
+    this.entries.delete(key);
+  }
+
   async ping(): Promise<void> {
     this.checkOpen();
   }
@@ -113,6 +208,48 @@ export class MemoryStore implements Store {
     return entry;
   }
 
+  /** A counter's committed usage: 0 when absent; a value that is no integer fails as Redis does. */
+  private committed(key: string): number {
+    const entry = this.live(key);
+    if (entry === undefined) return 0;
+    const value = parseCounter(entry.value);
+    if (value === undefined) throw storeUnavailable('value is not an integer');
+    return value;
+  }
+
+  /** Committed usage plus live reservations of a counter, after releasing the expired ones. */
+  private budgetTotal(key: string, now: number): number {
+    const used = this.committed(key);
+    const entry = this.live(key);
+    if (entry === undefined) return used;
+    this.releaseExpired(entry, now);
+    return used + (entry.holds?.total ?? 0);
+  }
+
+  private releaseExpired(entry: Entry, now: number): void {
+    const holds = entry.holds;
+    if (holds === undefined) return;
+    for (const [id, hold] of holds.byId) {
+      if (hold.expiresAt > now) continue;
+      holds.byId.delete(id);
+      holds.total -= hold.amount;
+    }
+    if (holds.byId.size === 0) entry.holds = undefined;
+  }
+
+  /** The live counter, created at 0 when absent; it expires `ttlMs` from now unless it outlives that. */
+  private counter(key: string, ttlMs: number): Entry {
+    const expiresAt = this.now() + ttlMs;
+    const entry = this.live(key);
+    if (entry === undefined) {
+      const created = { value: Buffer.from('0'), expiresAt };
+      this.entries.set(key, created);
+      return created;
+    }
+    entry.expiresAt = Math.max(entry.expiresAt, expiresAt);
+    return entry;
+  }
+
   private expiry(ttlMs: number | undefined): number {
     return ttlMs === undefined ? Number.POSITIVE_INFINITY : this.now() + ttlMs;
   }
@@ -120,4 +257,15 @@ export class MemoryStore implements Store {
   private checkOpen(): void {
     if (this.closed) throw storeUnavailable('store closed');
   }
+}
+
+/**
+ * The most output tokens a hard charge affords: the largest n ≤ output with
+ * perOutput * n ≤ room, where room is what the cap leaves after the window and the fixed cost;
+ * -1 when even the fixed cost does not fit.
+ */
+function affordable(room: number, perOutput: number, output: number): number {
+  if (room < 0) return -1;
+  if (perOutput === 0) return output;
+  return Math.min(output, Math.floor(room / perOutput));
 }

@@ -1,8 +1,19 @@
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log/logger';
 import { parseRedisUrl, type RedisConfig } from './config';
-import { SCRIPTS, type ScriptCommands } from './scripts';
-import { checkIncrement, checkTtl, type Store, storeUnavailable } from './store';
+import { budgetKeys, SCRIPTS, type ScriptCommands } from './scripts';
+import {
+  type ActualUsage,
+  checkBudgetKeys,
+  checkIncrement,
+  checkReserve,
+  checkSettle,
+  checkTtl,
+  type ReserveRequest,
+  type ReserveResult,
+  type Store,
+  storeUnavailable,
+} from './store';
 
 type Client = (Redis | Cluster) & ScriptCommands;
 
@@ -79,6 +90,48 @@ export class RedisStore implements Store {
       throw storeUnavailable('redis incrBy: counter out of safe integer range');
     }
     return next;
+  }
+
+  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+    const { id, charges, output, minOutput, holdMs } = checkReserve(req);
+    const keys: string[] = [];
+    const args: Array<string | number> = [id, output, minOutput, holdMs];
+    for (const charge of charges) {
+      for (const k of charge.keys) keys.push(...budgetKeys(this.prefix + k));
+      args.push(
+        charge.keys.length,
+        charge.cap,
+        charge.hard ? 1 : 0,
+        charge.fixed,
+        charge.perOutput,
+        charge.ttlMs,
+      );
+    }
+    const reply = await this.call('reserve', () => this.client.aigwReserve(keys.length, ...keys, ...args));
+    const [ok, reserved, refusedBy, ...used] = safeIntegers('reserve', reply);
+    if (ok === 1) return { ok: true, output: reserved, used };
+    return { ok: false, output: 0, used, refusedBy };
+  }
+
+  async settle(id: string, actual: ActualUsage[]): Promise<void> {
+    const usage = checkSettle(id, actual);
+    const keys = usage.flatMap((u) => budgetKeys(this.prefix + u.key));
+    const args = usage.flatMap((u) => [u.amount, u.ttlMs]);
+    await this.call('settle', () => this.client.aigwSettle(keys.length, ...keys, id, ...args));
+  }
+
+  async budgetUsage(key: string): Promise<{ used: number; held: number }> {
+    checkBudgetKeys('budgetUsage', [key]);
+    const reply = await this.call('budgetUsage', () =>
+      this.client.aigwBudgetUsage(...budgetKeys(this.prefix + key)),
+    );
+    const [used, held] = safeIntegers('budgetUsage', reply);
+    return { used, held };
+  }
+
+  async resetBudget(key: string): Promise<void> {
+    checkBudgetKeys('resetBudget', [key]);
+    await this.call('resetBudget', () => this.client.del(...budgetKeys(this.prefix + key)));
   }
 
   async ping(): Promise<void> {
@@ -164,6 +217,15 @@ function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
   });
   // race() keeps a handler on `promise`, so its late rejection is never unhandled.
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** A script's numbers, sent as text; past 2^53 Lua's doubles have lost precision, so they are refused. */
+function safeIntegers(op: string, reply: string[]): number[] {
+  const numbers = reply.map(Number);
+  if (!numbers.every((n) => Number.isSafeInteger(n))) {
+    throw storeUnavailable(`redis ${op}: counter out of safe integer range`);
+  }
+  return numbers;
 }
 
 function errorMessage(err: unknown): string {

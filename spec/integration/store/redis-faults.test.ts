@@ -34,6 +34,20 @@ const calls: Array<[string, (s: Store) => Promise<unknown>]> = [
   ['delete', (s) => s.delete(key('t', 'k'))],
   ['incrBy', (s) => s.incrBy(key('t', 'c'), 1, 1000)],
   ['ping', (s) => s.ping()],
+  [
+    'reserve',
+    (s) =>
+      s.reserve({
+        id: 'r',
+        charges: [{ keys: [key('t', 'budget')], cap: 10, hard: true, fixed: 1, perOutput: 1, ttlMs: 1000 }],
+        output: 5,
+        minOutput: 0,
+        holdMs: 1000,
+      }),
+  ],
+  ['settle', (s) => s.settle('r', [{ key: key('t', 'budget'), amount: 3, ttlMs: 1000 }])],
+  ['budgetUsage', (s) => s.budgetUsage(key('t', 'budget'))],
+  ['resetBudget', (s) => s.resetBudget(key('t', 'budget'))],
 ];
 
 /** Runs a call and returns how it failed and how long it took. */

@@ -19,6 +19,22 @@ async function exercise(store: Store): Promise<void> {
   expect(await store.incrBy(key('acme', 'tokens'), 5, 60_000)).toBe(10);
   await store.delete(key('acme', 'k'));
   expect(await store.get(key('acme', 'k'))).toBeNull();
+
+  // The budget scripts touch several keys of the tenant at once (a counter and its holds).
+  const [current, previous] = [key('acme', 'budget', 2), key('acme', 'budget', 1)];
+  await store.settle('earlier', [{ key: previous, amount: 40, ttlMs: 60_000 }]);
+  const reservation = {
+    id: 'r1',
+    charges: [{ keys: [current, previous], cap: 100, hard: true, fixed: 10, perOutput: 1, ttlMs: 60_000 }],
+    output: 80,
+    minOutput: 0,
+    holdMs: 60_000,
+  };
+  expect(await store.reserve(reservation)).toEqual({ ok: true, output: 50, used: [100] });
+  await store.settle('r1', [{ key: current, amount: 25, ttlMs: 60_000 }]);
+  expect(await store.budgetUsage(current)).toEqual({ used: 25, held: 0 });
+  await store.resetBudget(current);
+  expect(await store.budgetUsage(current)).toEqual({ used: 0, held: 0 });
 }
 
 describe('Redis store on Redis Cluster', () => {

@@ -177,6 +177,47 @@ describe('MemoryStore', () => {
     });
   });
 
+  describe('budget', () => {
+    const k = '{t}:budget';
+    const reservation = (holdMs: number, ttlMs = 1000) => ({
+      id: `r-${clock.now()}`,
+      charges: [{ keys: [k], cap: 100, hard: true, fixed: 0, perOutput: 1, ttlMs }],
+      output: 100,
+      minOutput: 100,
+      holdMs,
+    });
+
+    it('releases a hold when holdMs has passed on its clock, and not before', async () => {
+      expect(await store.reserve(reservation(50))).toMatchObject({ ok: true });
+      clock.advance(49);
+      expect(await store.budgetUsage(k)).toEqual({ used: 0, held: 100 });
+      expect(await store.reserve(reservation(50))).toMatchObject({ ok: false });
+      clock.advance(1);
+      expect(await store.budgetUsage(k)).toEqual({ used: 0, held: 0 });
+      expect(await store.reserve(reservation(50))).toMatchObject({ ok: true });
+    });
+
+    it('extends a counter’s TTL and never shortens it; the holds go with the counter', async () => {
+      await store.reserve({ ...reservation(10_000, 100), output: 10, minOutput: 10 });
+      await store.reserve({ ...reservation(10_000, 30), output: 10, minOutput: 10 });
+      clock.advance(99);
+      expect(await store.budgetUsage(k)).toEqual({ used: 0, held: 20 });
+      await store.settle('late', [{ key: k, amount: 5, ttlMs: 200 }]);
+      clock.advance(199);
+      expect(await store.budgetUsage(k)).toEqual({ used: 5, held: 20 });
+      clock.advance(1);
+      expect(await store.budgetUsage(k)).toEqual({ used: 0, held: 0 });
+      expect(store.size).toBe(0);
+    });
+
+    it('sweep() drops a budget counter whose window ended', async () => {
+      await store.reserve(reservation(10_000, 100));
+      clock.advance(100);
+      expect(store.sweep()).toBe(1);
+      expect(store.size).toBe(0);
+    });
+  });
+
   it('rejects every call after close() with AIGW_STORE_UNAVAILABLE', async () => {
     await store.set('k', 'v');
     await store.close();
@@ -186,6 +227,7 @@ describe('MemoryStore', () => {
       () => store.set('k', 'v'),
       () => store.delete('k'),
       () => store.incrBy('c', 1),
+      () => store.budgetUsage('{t}:c'),
       () => store.ping(),
     ]) {
       expect((await rejection(call())).code).toBe('AIGW_STORE_UNAVAILABLE');
