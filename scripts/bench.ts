@@ -15,30 +15,23 @@
  * the suite server's memory. Results: a table on stdout, docs/benchmarks.md (between the
  * bench markers) and docs/benchmarks.json.
  */
-import { type ChildProcess, fork } from 'node:child_process';
-import {
-  createReadStream,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { installationRoot } from '../lib/kong/kong-conf';
 import { freePort } from '../spec/support/redis';
+import { ask, closeChild, forkChild } from './bench/children';
 import { KongLab, waitForLab } from './bench/kong-lab';
-import { type LoadResult, type LoadSpec, percentile, runLoad } from './bench/load';
+import { type LoadResult, type LoadSpec, parseShapes, percentile, runLoad } from './bench/load';
 import {
   type CpuProfile,
   cmdline,
   cpuMs,
   cpuMsOf,
+  describeMachine,
   InspectorSession,
   machineBusyMs,
   memory,
@@ -55,7 +48,9 @@ import {
   renderMarkdown,
   type Shape,
   type TargetName,
+  writeMarkdownBlock,
 } from './bench/report';
+import { logSize, readLogRecords } from './bench/suite-log';
 
 const USAGE = `usage: npm run bench -- [options]
   --requests N          requests of the memory phase (default 100000; 0 skips it)
@@ -94,46 +89,6 @@ const HOSTS: Record<Exclude<TargetName, 'direct'>, string> = {
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function forkChild(
-  script: string,
-  start: object,
-): Promise<{ child: ChildProcess; ready: Record<string, unknown> }> {
-  const child = fork(path.join(__dirname, 'bench', script), [], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number | null) =>
-      reject(new Error(`${script} exited with ${code} before it was ready`));
-    child.once('exit', onExit);
-    child.once('message', (msg: Record<string, unknown>) => {
-      child.off('exit', onExit);
-      if (msg['type'] === 'ready') resolve({ child, ready: msg });
-      else reject(new Error(`${script}: ${String(msg['message'])}`));
-    });
-    child.send(start);
-  });
-}
-
-function ask(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
-  return new Promise((resolve) => {
-    child.once('message', (msg: Record<string, unknown>) => resolve(msg));
-    child.send({ type });
-  });
-}
-
-function closeChild(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    if (child.connected) child.send({ type: 'close' });
-    else child.kill('SIGTERM');
-  });
-}
 
 /** The same routes for both gateways. */
 function declarative(mockOrigin: string, relayPort: number): object {
@@ -210,10 +165,10 @@ async function startDev(mockOrigin: string, workDir: string): Promise<Gateway> {
     suitePid: () => suitePid,
     gatewayPids: () => [child.pid!],
     async resetRoundTrips() {
-      await ask(child, 'stats-reset');
+      await ask(child, { type: 'stats-reset' });
     },
     async roundTrips() {
-      const stats = await ask(child, 'stats-get');
+      const stats = await ask(child, { type: 'stats-get' });
       return stats['roundTrips'] as Record<string, number>;
     },
     close: () => closeChild(child),
@@ -326,28 +281,14 @@ async function readMetricsLines(
   const kongMs: number[] = [];
   const relayMs: number[] = [];
   let lines = 0;
-  if (!existsSync(file)) return { hist, lines, kongMs, relayMs };
-  const rl = createInterface({
-    input: createReadStream(file, { start: offset }),
-    crlfDelay: Number.POSITIVE_INFINITY,
-  });
-  for await (const line of rl) {
-    if (!line.includes('"kong_round_trips"')) continue;
-    try {
-      const rec = JSON.parse(line) as {
-        kong_round_trips?: number;
-        kong_latency_ms?: number;
-        relay_latency_ms?: number;
-      };
-      if (typeof rec.kong_round_trips === 'number') {
-        hist[rec.kong_round_trips] = (hist[rec.kong_round_trips] ?? 0) + 1;
-        lines++;
-      }
-      if (typeof rec.kong_latency_ms === 'number') kongMs.push(rec.kong_latency_ms);
-      if (typeof rec.relay_latency_ms === 'number') relayMs.push(rec.relay_latency_ms);
-    } catch {
-      // a line cut by the read; the next read gets it whole
+  for (const rec of await readLogRecords(file, offset, '"kong_round_trips"')) {
+    const { kong_round_trips: roundTrips, kong_latency_ms: kong, relay_latency_ms: relay } = rec;
+    if (typeof roundTrips === 'number') {
+      hist[roundTrips] = (hist[roundTrips] ?? 0) + 1;
+      lines++;
     }
+    if (typeof kong === 'number') kongMs.push(kong);
+    if (typeof relay === 'number') relayMs.push(relay);
   }
   return { hist, lines, kongMs, relayMs };
 }
@@ -366,8 +307,6 @@ function rpcConnections(suitePid: number | undefined): number | undefined {
     return undefined;
   }
 }
-
-const fileSize = (file: string) => (existsSync(file) ? statSync(file).size : 0);
 
 interface Settings {
   phaseRequests: number;
@@ -472,7 +411,7 @@ async function runSlice(
     async beforeMeasure() {
       await sleep(100); // log phases of the warm-up finish
       await gw.resetRoundTrips?.();
-      logOffset = fileSize(gw.logFile);
+      logOffset = logSize(gw.logFile);
       cpu0 = snapshot();
     },
     afterMeasure() {
@@ -739,36 +678,6 @@ async function runGateway(
   return { phases, memory: mem, profiles };
 }
 
-function machine(): string {
-  const cpus = os.cpus();
-  let distro = '';
-  try {
-    distro = /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? '';
-  } catch {
-    // not Linux
-  }
-  return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${distro || os.type()} (kernel ${os.release()})`;
-}
-
-/** Replaces the text between the bench markers (or writes the file with just that part). */
-function writeMarkdown(file: string, body: string): void {
-  const begin = '<!-- bench:begin (generated by npm run bench; edits inside are overwritten) -->';
-  const end = '<!-- bench:end -->';
-  const block = `${begin}\n${body}${end}`;
-  if (existsSync(file)) {
-    const text = readFileSync(file, 'utf8');
-    const i = text.indexOf('<!-- bench:begin');
-    const j = text.indexOf(end);
-    if (i !== -1 && j !== -1) {
-      writeFileSync(file, text.slice(0, i) + block + text.slice(j + end.length));
-      return;
-    }
-    writeFileSync(file, `${text.trimEnd()}\n\n${block}\n`);
-    return;
-  }
-  writeFileSync(file, `# Benchmarks\n\n${block}\n`);
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -808,7 +717,8 @@ async function main(): Promise<void> {
     const earlier = JSON.parse(readFileSync(values.render, 'utf8')) as Run;
     const markdown = renderMarkdown(earlier);
     process.stdout.write(markdown);
-    if (values.out !== '-') writeMarkdown(path.resolve(installationRoot(), String(values.out)), markdown);
+    if (values.out !== '-')
+      writeMarkdownBlock(path.resolve(installationRoot(), String(values.out)), markdown, 'npm run bench');
     return;
   }
   const num = (name: keyof typeof values) => {
@@ -816,19 +726,7 @@ async function main(): Promise<void> {
     if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number\n${USAGE}`);
     return n;
   };
-  const shapes: Shape[] = [
-    ...String(values.concurrency)
-      .split(',')
-      .filter(Boolean)
-      .map((c) => ({ name: `b2b-c${c}`, concurrency: Number(c), thinkMs: 0 })),
-    ...String(values.paced)
-      .split(',')
-      .filter(Boolean)
-      .map((p) => {
-        const [c, pause] = p.split(':').map(Number);
-        return { name: `paced${pause}-c${c}`, concurrency: c!, thinkMs: pause ?? 20 };
-      }),
-  ];
+  const shapes = parseShapes(String(values.concurrency), String(values.paced));
   const settings: Settings = {
     phaseRequests: num('phase-requests'),
     phaseSeconds: num('phase-seconds'),
@@ -861,7 +759,7 @@ async function main(): Promise<void> {
     info: {
       date: started.toISOString(),
       command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
-      machine: machine(),
+      machine: describeMachine(),
       node: process.version,
       settings: {
         'measured requests per phase ≤': settings.phaseRequests,
@@ -955,7 +853,7 @@ async function main(): Promise<void> {
   const markdown = renderMarkdown(run);
   process.stdout.write(`\n${markdown}`);
   const outFile = String(values.out);
-  if (outFile !== '-') writeMarkdown(path.resolve(root, outFile), markdown);
+  if (outFile !== '-') writeMarkdownBlock(path.resolve(root, outFile), markdown, 'npm run bench');
   const jsonFile = String(values.json);
   if (jsonFile !== '-') writeFileSync(path.resolve(root, jsonFile), `${JSON.stringify(run, null, 1)}\n`);
 }

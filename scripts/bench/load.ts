@@ -7,13 +7,15 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
+import type { Shape } from './report';
 
 export interface LoadSpec {
   /** http://host:port */
   origin: string;
   path: string;
   headers: Record<string, string>;
-  body: string;
+  /** Several bodies are sent in turn across all workers (e.g. one per model, to spread the load). */
+  body: string | readonly string[];
   stream: boolean;
   concurrency: number;
   /** Measured requests (after warm-up). */
@@ -50,6 +52,7 @@ const CONTENT = /"content":"[^"]/;
 async function once(
   pool: Pool,
   spec: LoadSpec,
+  body: string,
   out: { latency: number[]; ttfb: number[]; ttft: number[]; gaps: number[] } | undefined,
 ): Promise<void> {
   const t0 = performance.now();
@@ -57,7 +60,7 @@ async function once(
     path: spec.path,
     method: 'POST',
     headers: spec.headers,
-    body: spec.body,
+    body,
   });
   if (res.statusCode !== 200) {
     const text = await res.body.text();
@@ -130,6 +133,9 @@ export async function runLoad(spec: LoadSpec, hooks: LoadHooks = {}): Promise<Lo
   };
   let errors = 0;
   let firstError: string | undefined;
+  const bodies = typeof spec.body === 'string' ? [spec.body] : spec.body;
+  let turn = 0;
+  const nextBody = () => bodies[turn++ % bodies.length]!;
   try {
     // Warm-up: every connection opened, JIT warm on every side.
     let warm = 0;
@@ -137,7 +143,7 @@ export async function runLoad(spec: LoadSpec, hooks: LoadHooks = {}): Promise<Lo
       Array.from({ length: spec.concurrency }, async () => {
         while (warm < spec.warmup) {
           warm++;
-          await once(pool, spec, undefined).catch((err: unknown) => {
+          await once(pool, spec, nextBody(), undefined).catch((err: unknown) => {
             firstError ??= `warm-up: ${(err as Error).message}`;
           });
         }
@@ -155,7 +161,7 @@ export async function runLoad(spec: LoadSpec, hooks: LoadHooks = {}): Promise<Lo
         while (sent < spec.requests && performance.now() < deadline) {
           sent++;
           try {
-            await once(pool, spec, samples);
+            await once(pool, spec, nextBody(), samples);
           } catch (err) {
             errors++;
             firstError ??= (err as Error).message;
@@ -186,4 +192,21 @@ export function percentile(values: number[], p: number): number {
   values.sort((a, b) => a - b);
   const rank = Math.min(values.length - 1, Math.max(0, Math.ceil((p / 100) * values.length) - 1));
   return values[rank]!;
+}
+
+/** Loads from the command line: back-to-back concurrencies ("8,32") and paced CONC:PAUSE_MS ("1:20"). */
+export function parseShapes(concurrencies: string, paced: string): Shape[] {
+  return [
+    ...concurrencies
+      .split(',')
+      .filter(Boolean)
+      .map((c) => ({ name: `b2b-c${c}`, concurrency: Number(c), thinkMs: 0 })),
+    ...paced
+      .split(',')
+      .filter(Boolean)
+      .map((p) => {
+        const [c, pause] = p.split(':').map(Number);
+        return { name: `paced${pause}-c${c}`, concurrency: c!, thinkMs: pause ?? 20 };
+      }),
+  ];
 }

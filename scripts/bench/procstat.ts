@@ -4,7 +4,20 @@
  * 127.0.0.1:9229; one short CDP session forces a GC and reads `process.memoryUsage()`).
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { WebSocket } from 'undici';
+
+/** "2 × <cpu model>, 8 GiB, <distribution> (kernel ...)": the machine a run's numbers belong to. */
+export function describeMachine(): string {
+  const cpus = os.cpus();
+  let distro = '';
+  try {
+    distro = /^PRETTY_NAME="?([^"\n]*)/m.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? '';
+  } catch {
+    // not Linux
+  }
+  return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${distro || os.type()} (kernel ${os.release()})`;
+}
 
 /** Clock ticks per second for utime/stime (sysconf(_SC_CLK_TCK); 100 on Linux x86/arm). */
 const CLK_TCK = 100;
