@@ -616,7 +616,7 @@ function transitionNotes(transitions: Transition[]): string[] {
     return lo === hi ? lo : `${lo}–${hi}`;
   };
   return [...kinds].map(([kind, ts]) => {
-    const what = ts[0]!.to === 'healthy' ? `${FAILING} answering again` : `${FAILING}'s breaker open`;
+    const what = ts[0]!.to === 'healthy' ? `target ${FAILING} answering again` : `${FAILING}'s breaker open`;
     const errors = ts.reduce((sum, t) => addCounts(sum, t.errors), {} as Record<string, number>);
     return (
       `${kind} (${ts.length}×): ${what} after ${span(ts.map((t) => t.requests))} requests, ` +
@@ -647,7 +647,7 @@ function renderMarkdown(r: Results, s: Settings): string {
   parts.push(
     `**${passed ? 'PASS' : 'FAIL'}**: ${
       passed
-        ? `in every mode and load, p99 with ${FAILING} failing is within ${s.limit}× of the all-healthy p99, and every request was answered.`
+        ? `in every mode and load, p99 with target ${FAILING} failing is within ${s.limit}× of the all-healthy p99, and every request was answered.`
         : `${r.verdicts.filter((v) => !v.pass).length} of ${r.verdicts.length} comparisons exceed ${s.limit}× or had errors (below).`
     }`,
   );
@@ -685,7 +685,7 @@ function renderMarkdown(r: Results, s: Settings): string {
   );
   parts.push('### Every condition');
   parts.push(
-    `Calls = requests each mock received during the measured part (those to a failing ${FAILING} are the ` +
+    `Calls = requests each mock received during the measured part (those to target ${FAILING} while it fails are the ` +
       `breaker's probes, or requests that met a closed breaker). Provider calls per request, and skips (an attempt ` +
       `left out because the target's breaker was open), from the ai-metrics lines. Breaker events = the suite ` +
       `server's "circuit breaker opened/closed" lines during the measured part. CPU per request: the Kong ` +
