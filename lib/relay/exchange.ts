@@ -398,7 +398,7 @@ export class Exchange {
 
   /** What kind of failure this is, for the plan's triggers and the target's breaker. */
   private classify(attempt: Attempt, error: GatewayError): AttemptFailure {
-    const retryAfter = retryAfterMs(attempt.headers);
+    const retryAfter = retryAfterMs(attempt.headers, { spentLimits: attempt.status === 429 });
     const status = attempt.status;
     const base = retryAfter !== undefined ? { retryAfterMs: retryAfter } : {};
     if (error instanceof ProviderError) {

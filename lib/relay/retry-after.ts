@@ -2,10 +2,15 @@ import type { IncomingHeaders } from './headers';
 
 /**
  * How long a provider asks to be left alone, in ms: `retry-after-ms`, `retry-after`
- * (seconds or an HTTP date), or the later of OpenAI's `x-ratelimit-reset-requests` /
- * `x-ratelimit-reset-tokens` durations (`1s`, `6m0s`, `20ms`) when a limit is spent.
+ * (seconds or an HTTP date), or (`spentLimits`, for a 429) the later of OpenAI's
+ * `x-ratelimit-reset-requests` / `x-ratelimit-reset-tokens` durations (`1s`, `6m0s`,
+ * `20ms`) when a limit is spent. A 503 with a spent limit is an outage, not a quota: its
+ * reset says nothing about when the provider is back.
  */
-export function retryAfterMs(headers: IncomingHeaders, now = Date.now()): number | undefined {
+export function retryAfterMs(
+  headers: IncomingHeaders,
+  { spentLimits = true, now = Date.now() }: { spentLimits?: boolean; now?: number } = {},
+): number | undefined {
   const first = (name: string) => {
     const v = headers[name];
     return Array.isArray(v) ? v[0] : v;
@@ -19,6 +24,7 @@ export function retryAfterMs(headers: IncomingHeaders, now = Date.now()): number
     const date = Date.parse(after);
     if (Number.isFinite(date)) return Math.max(0, date - now);
   }
+  if (!spentLimits) return undefined;
   let reset: number | undefined;
   for (const kind of ['requests', 'tokens']) {
     if (first(`x-ratelimit-remaining-${kind}`) !== '0') continue;

@@ -42,6 +42,8 @@ interface Health {
 export class Breakers {
   private readonly targets = new Map<string, Health>();
   private readonly bucketMs: number;
+  /** How long the shared key outlives the cooldown, waiting for a probe to delete it. */
+  private readonly sharedGraceMs: number;
 
   constructor(
     private readonly settings: BreakerSettings,
@@ -52,6 +54,7 @@ export class Breakers {
     private readonly now: () => number = Date.now,
   ) {
     this.bucketMs = Math.max(1, Math.floor(settings.window_ms / 10));
+    this.sharedGraceMs = Math.max(settings.window_ms, 60_000);
   }
 
   /** Whether the target may be tried now; takes a probe slot when the breaker is half open. */
@@ -72,7 +75,9 @@ export class Breakers {
     const h = this.entry(target);
     const failed = failure !== undefined && countsAgainstTarget(failure);
     if (h.tripped) {
-      h.probes = Math.max(0, h.probes - 1);
+      // Only a probe's result decides; requests let in before the breaker opened say nothing new.
+      if (h.probes === 0) return;
+      h.probes--;
       if (failed) this.open(target, h, failure?.retryAfterMs);
       else this.close(target, h);
       return;
@@ -104,8 +109,10 @@ export class Breakers {
     h.buckets = [];
     this.health.update(target, 'open', h.openUntil);
     this.logger.warn({ target: target.name, open_ms: h.openUntil - this.now() }, 'circuit breaker opened');
+    // The key outlives the cooldown: while it exists the breaker is open or half open, and
+    // only a successful probe deletes it (so a missing key means another node closed it).
     this.store
-      .set(this.storeKey(target), String(h.openUntil), h.openUntil - this.now())
+      .set(this.storeKey(target), String(h.openUntil), h.openUntil - this.now() + this.sharedGraceMs)
       .catch((err: unknown) =>
         this.logger.warn({ err: String(err), target: target.name }, 'breaker state not shared'),
       );

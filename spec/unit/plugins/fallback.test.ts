@@ -91,7 +91,7 @@ describe('retry-after', () => {
   it('reads retry-after-ms, retry-after (seconds or date) and spent rate-limit resets', () => {
     expect(retryAfterMs({ 'retry-after-ms': '250' })).toBe(250);
     expect(retryAfterMs({ 'retry-after': '2' })).toBe(2000);
-    expect(retryAfterMs({ 'retry-after': new Date(11_000).toUTCString() }, 1_000)).toBe(10_000);
+    expect(retryAfterMs({ 'retry-after': new Date(11_000).toUTCString() }, { now: 1_000 })).toBe(10_000);
     expect(
       retryAfterMs({
         'x-ratelimit-remaining-requests': '0',
@@ -105,6 +105,10 @@ describe('retry-after', () => {
       retryAfterMs({ 'x-ratelimit-remaining-requests': '5', 'x-ratelimit-reset-requests': '1s' }),
     ).toBeUndefined();
     expect(retryAfterMs({ 'retry-after': 'soon' })).toBeUndefined();
+    // A 503 whose rate limit happens to be spent is an outage: the reset is not its cooldown.
+    const spent = { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '6ms' };
+    expect(retryAfterMs(spent, { spentLimits: false })).toBeUndefined();
+    expect(retryAfterMs({ ...spent, 'retry-after': '3' }, { spentLimits: false })).toBe(3_000);
     expect(durationMs('6m0s')).toBe(360_000);
     expect(durationMs('1.5s')).toBe(1_500);
     expect(durationMs('abc')).toBeUndefined();
@@ -197,6 +201,46 @@ describe('breakers', () => {
     now = 4_999;
     expect(health.state(target)).toBe('open');
     now = 5_001;
+    expect(health.state(target)).toBe('half_open');
+  });
+
+  it('a breaker past its cooldown stays half open on every node until a probe closes it (it closed without a probe)', async () => {
+    let now = 1_000_000;
+    const clock = () => now;
+    const shared = new MemoryStore({ now: clock });
+    const opener = new Breakers(
+      { ...settings, min_requests: 1 },
+      shared,
+      new TargetHealth(clock),
+      logger,
+      clock,
+    );
+    const other = new Breakers(settings, shared, new TargetHealth(clock), logger, clock);
+    opener.report(target, { kind: 'status', status: 503 });
+    await new Promise((r) => setImmediate(r)); // the shared write
+    now += 600;
+    expect(await other.admits(target)).toBe(false);
+    now += 1_000; // past the cooldown, and past the refresh
+    expect(await other.admits(target)).toBe(true); // the one probe
+    now += 600;
+    expect(await other.admits(target)).toBe(false); // still half open: no probe has answered
+    other.report(target, undefined); // the probe succeeds: closed here and for everyone
+    await new Promise((r) => setImmediate(r));
+    now += 600;
+    expect(await opener.admits(target)).toBe(true);
+    expect(await opener.admits(target)).toBe(true);
+    await shared.close();
+  });
+
+  it('an answer from a request let in before the breaker opened does not close it', () => {
+    let now = 0;
+    const health = new TargetHealth(() => now);
+    const breakers = new Breakers({ ...settings, min_requests: 1 }, store, health, logger, () => now);
+    breakers.report(target, { kind: 'timeout' });
+    expect(health.state(target)).toBe('open');
+    breakers.report(target, undefined); // in flight since before: not a probe
+    expect(health.state(target)).toBe('open');
+    now = 1_001;
     expect(health.state(target)).toBe('half_open');
   });
 
