@@ -77,6 +77,34 @@ const Target = Type.Object(
           'Tokens the model takes, prompt and answer together. A request that cannot fit (estimated prompt + `max_tokens`) is not sent to this target.',
       }),
     ),
+    prices: Type.Optional(
+      Type.Object(
+        {
+          input_per_1m: Type.Number({
+            minimum: 0,
+            maximum: 10_000,
+            description: 'USD per 1M prompt tokens.',
+          }),
+          output_per_1m: Type.Number({
+            minimum: 0,
+            maximum: 10_000,
+            description: 'USD per 1M answer tokens.',
+          }),
+          cached_input_per_1m: Type.Optional(
+            Type.Number({
+              minimum: 0,
+              maximum: 10_000,
+              description:
+                "USD per 1M prompt tokens served from the provider's prompt cache (default: the input price).",
+            }),
+          ),
+        },
+        {
+          description:
+            "What the model costs, for ai-budget's cost limits and the metrics. Without it, the list price of a well-known model name applies (docs: lib/llm/prices.ts); other models have no price, and a cost limit on them is refused as a config error.",
+        },
+      ),
+    ),
   },
   { description: 'A model at a provider that requests can be routed to.' },
 );

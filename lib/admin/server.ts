@@ -1,15 +1,17 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TargetHealth } from '../health';
 import type { Logger } from '../log/logger';
 import type { Store } from '../store';
 import { SUITE_VERSION } from '../version';
+import { type AdminAnswer, type AdminRoutes, adminError } from './routes';
 
 export interface AdminOptions {
   /** Default 127.0.0.1: the admin endpoint shows operational state and is not for clients. */
   host?: string;
   /** 0 picks a free port. */
   port: number;
+  routes: AdminRoutes;
   health: TargetHealth;
   store: Store;
   logger: Logger;
@@ -28,36 +30,36 @@ const STORE_CHECK_MS = 500;
  *
  *   GET /health    the server is up; whether the store answers
  *   GET /targets   every target's circuit breaker as this node sees it
+ *
+ * and what plugins add to `routes` (ai-budget: `/budgets`).
  */
 export async function startAdmin(options: AdminOptions): Promise<AdminServer> {
-  const { health, store } = options;
-  const routes: Record<string, () => Promise<[number, unknown]>> = {
-    '/health': async () => {
-      const storeOk = await Promise.race([
-        store.ping().then(
-          () => true,
-          () => false,
-        ),
-        new Promise<boolean>((r) => setTimeout(() => r(false), STORE_CHECK_MS).unref()),
-      ]);
-      return [200, { status: 'ok', version: SUITE_VERSION, store: storeOk ? 'ok' : 'unreachable' }];
-    },
-    '/targets': async () => [200, { object: 'list', data: health.snapshot() }],
-  };
+  const { health, store, routes } = options;
+  routes.add('health', async (req) => {
+    if (req.method !== 'GET') return notAllowed();
+    const storeOk = await Promise.race([
+      store.ping().then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((r) => setTimeout(() => r(false), STORE_CHECK_MS).unref()),
+    ]);
+    return [200, { status: 'ok', version: SUITE_VERSION, store: storeOk ? 'ok' : 'unreachable' }];
+  });
+  routes.add('targets', async (req) =>
+    req.method === 'GET' ? [200, { object: 'list', data: health.snapshot() }] : notAllowed(),
+  );
 
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
-    const answer: Promise<[number, unknown]> =
-      req.method !== 'GET'
-        ? Promise.resolve([405, adminError('only GET is served here', 'AIGW_METHOD_NOT_ALLOWED')])
-        : route
-          ? route()
-          : Promise.resolve([404, adminError(`no admin resource at ${path}`, 'AIGW_NOT_FOUND')]);
+  const server = createServer((req, res) => {
+    const [path = '/', query = ''] = (req.url ?? '/').split('?', 2);
+    const handler = routes.find(path);
+    const answer: Promise<AdminAnswer> = handler
+      ? handler({ method: req.method ?? 'GET', path, query: new URLSearchParams(query) })
+      : Promise.resolve(adminError(404, `no admin resource at ${path}`, 'AIGW_NOT_FOUND'));
     answer
-      .catch((err: unknown): [number, unknown] => {
+      .catch((err: unknown): AdminAnswer => {
         options.logger.error({ err }, 'admin request failed');
-        return [500, adminError('the admin request failed', 'AIGW_INTERNAL')];
+        return adminError(500, 'the admin request failed', 'AIGW_INTERNAL');
       })
       .then(([status, body]) => {
         const text = JSON.stringify(body);
@@ -85,13 +87,6 @@ export async function startAdmin(options: AdminOptions): Promise<AdminServer> {
   };
 }
 
-function adminError(message: string, code: string) {
-  return {
-    error: {
-      message,
-      type: code === 'AIGW_INTERNAL' ? 'server_error' : 'invalid_request_error',
-      code,
-      param: null,
-    },
-  };
+function notAllowed(): AdminAnswer {
+  return adminError(405, 'method not allowed on this resource', 'AIGW_METHOD_NOT_ALLOWED');
 }

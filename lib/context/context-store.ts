@@ -1,5 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { RequestContext, type RequestContextInit, type RequestPolicy } from './request-context';
+import {
+  type KongFacts,
+  RequestContext,
+  type RequestContextInit,
+  type RequestPolicy,
+} from './request-context';
 
 export interface ContextStoreOptions {
   /** Longest a ticket may live, whatever happens (covers requests Kong never proxied). */
@@ -23,6 +28,8 @@ export interface Ticket {
   readonly issuedAt: number;
   /** Round trips of the access event that issued it. */
   roundTrips: number;
+  /** What the issuing plugin learned from Kong for its policy (consumer...). */
+  readonly facts?: KongFacts;
   /** Set when the relay takes the ticket: a ticket serves one request, once. */
   ctx?: RequestContext;
 }
@@ -44,12 +51,13 @@ export class ContextStore {
     this.timer.unref();
   }
 
-  issue(policy: RequestPolicy): Ticket {
+  issue(policy: RequestPolicy, facts?: KongFacts): Ticket {
     const ticket: Ticket = {
       id: randomBytes(16).toString('base64url'),
       policy,
       issuedAt: Date.now(),
       roundTrips: 0,
+      ...(facts ? { facts } : {}),
     };
     this.tickets.set(ticket.id, ticket);
     return ticket;
@@ -60,7 +68,10 @@ export class ContextStore {
    * context from their policies. Undefined when none is: the request was not admitted by
    * the plugins, or is a replay.
    */
-  open(ids: readonly string[], init: Omit<RequestContextInit, 'policies'>): RequestContext | undefined {
+  open(
+    ids: readonly string[],
+    init: Omit<RequestContextInit, 'policies' | 'facts'>,
+  ): RequestContext | undefined {
     const taken: Ticket[] = [];
     for (const id of ids) {
       const ticket = this.tickets.get(id);
@@ -68,7 +79,8 @@ export class ContextStore {
     }
     if (taken.length === 0) return undefined;
     taken.sort((a, b) => b.policy.priority - a.policy.priority);
-    const ctx = new RequestContext({ ...init, policies: taken.map((t) => t.policy) });
+    const facts = Object.assign({}, ...taken.map((t) => t.facts)) as KongFacts;
+    const ctx = new RequestContext({ ...init, policies: taken.map((t) => t.policy), facts });
     for (const ticket of taken) {
       ticket.ctx = ctx;
       ctx.pdkCalls += ticket.roundTrips;

@@ -1,4 +1,6 @@
 import type { ErrorCode } from '../errors';
+import type { Prices } from '../llm/prices';
+import { countPromptTokens, type PromptCount } from '../llm/tokens';
 
 /** The OpenAI-compatible endpoints the suite serves. */
 export type Endpoint = 'chat.completions' | 'completions' | 'embeddings' | 'models';
@@ -33,6 +35,8 @@ export interface Target {
   timeouts: TargetTimeouts;
   /** Largest prompt + answer, in tokens, the model takes; requests that cannot fit skip the target. */
   context_window?: number;
+  /** What the model costs (configured, or its list price); absent when unknown. */
+  prices?: Prices;
 }
 
 /** Where ai-router sends the request, and why. */
@@ -62,10 +66,10 @@ export interface AttemptFailure {
 export interface AttemptRecord {
   target: string;
   /**
-   * Why it failed or was skipped (`circuit_open`: not tried; `cancelled`: another attempt
-   * answered first); absent for the attempt that answered.
+   * Why it failed or was skipped (`circuit_open`, `budget`: not tried; `cancelled`: another
+   * attempt answered first); absent for the attempt that answered.
    */
-  failure?: FailureKind | 'circuit_open' | 'cancelled';
+  failure?: FailureKind | 'circuit_open' | 'budget' | 'cancelled';
   status?: number;
   /** Sent as a hedge, racing a slow attempt. */
   hedge?: true;
@@ -90,8 +94,11 @@ export interface FailoverPlan {
   takeRetry(): boolean;
   /** Wait before attempt number `attempt` (2 = the first retry). */
   backoffMs(attempt: number): number;
-  /** May the target be tried now (its breaker is not open)? Counts a half-open probe when it is taken. */
-  admits(target: Target): Promise<boolean>;
+  /**
+   * May the target be tried now (its breaker is not open)? Counts a half-open probe when it
+   * is taken. `panic`: every candidate is out, the target is tried anyway, as a probe.
+   */
+  admits(target: Target, panic?: boolean): Promise<boolean>;
   /**
    * The attempt's result, for the target's breaker: a failure, or undefined for success with
    * the time its answer took to be ready (JSON: whole; stream: first event).
@@ -170,6 +177,41 @@ export interface RequestPolicy {
   apply(ctx: RequestContext): PolicyAnswer | undefined | Promise<PolicyAnswer | undefined>;
 }
 
+/** What plugins learned from Kong in the access phase (only what a configured feature needs). */
+export interface KongFacts {
+  /** Kong's authenticated consumer. */
+  consumer?: { id: string; username?: string; custom_id?: string; tags?: string[] };
+  /** Id of the credential the consumer authenticated with. */
+  credentialId?: string;
+  /** The matched route and its service, when the plugin instance is not attached to them. */
+  routeId?: string;
+  serviceId?: string;
+}
+
+export interface BudgetSummary {
+  /** Answer tokens reserved (the request's `max_tokens` from then on). */
+  reserved_output: number;
+  /** `max_tokens` was lowered to what the budget affords. */
+  clamped: boolean;
+  /** Soft limits the request went past. */
+  soft_exceeded?: string[];
+  /** Reserved on this node alone: the shared store was unavailable. */
+  local?: true;
+}
+
+/**
+ * ai-budget's reservation for one request. The relay re-prices fallback hops with it and
+ * settles it once the exchange ended (or the request was refused before it).
+ */
+export interface BudgetHold {
+  /** For the log line: what was reserved, and how the budget shaped the request. */
+  readonly summary: BudgetSummary;
+  /** Before trying a target other than the one priced: reserves the difference when it costs more; false when that does not fit. */
+  retarget(target: Target): Promise<boolean>;
+  /** Releases the reservation and counts what the request really used. Never throws. */
+  settle(outcome: RelayOutcome | undefined): Promise<void>;
+}
+
 /** What the relay learns from the request Kong proxies to it. */
 export interface RequestContextInit {
   requestId: string;
@@ -178,6 +220,7 @@ export interface RequestContextInit {
   headers: HeaderMap;
   /** The policies of the request's tickets, highest priority first. */
   policies: readonly RequestPolicy[];
+  facts?: KongFacts;
 }
 
 /**
@@ -199,6 +242,11 @@ export class RequestContext {
   route?: RouteDecision;
   /** Set by ai-fallback: how to fail over. Without it, the relay makes one attempt. */
   failover?: FailoverPlan;
+  /** Set by ai-budget: the request's reservation. */
+  budget?: BudgetHold;
+  /** Headers policies add to the answer (ai-budget's x-ratelimit-*); they win over the provider's. */
+  readonly responseHeaders: Record<string, string> = {};
+  readonly facts: KongFacts;
   outcome?: RelayOutcome;
   /** The relay answered with an error before any provider call (bad input, unknown model...). */
   refusal?: { status: number; code: ErrorCode };
@@ -206,6 +254,7 @@ export class RequestContext {
   settledAt?: number;
   /** Kong ↔ suite round trips spent on this request by the access phase of its plugins. */
   pdkCalls = 0;
+  private readonly tokenCounts = new Map<string, PromptCount>();
 
   constructor(init: RequestContextInit) {
     this.requestId = init.requestId;
@@ -213,6 +262,17 @@ export class RequestContext {
     this.path = init.path;
     this.headers = init.headers;
     this.policies = init.policies;
+    this.facts = init.facts ?? {};
+  }
+
+  /** Prompt tokens of the body for a model, counted once per request and model, shared by every plugin. */
+  promptTokens(model: string): PromptCount {
+    let count = this.tokenCounts.get(model);
+    if (!count) {
+      count = countPromptTokens(this.endpoint ?? 'chat.completions', this.body, model);
+      this.tokenCounts.set(model, count);
+    }
+    return count;
   }
 
   /** First value of a request header (names are lowercase). */

@@ -10,6 +10,7 @@ export interface KongConsumer {
   id: string;
   username?: string | null;
   custom_id?: string | null;
+  tags?: string[] | null;
 }
 
 export interface KongPDK {
@@ -34,6 +35,11 @@ export interface KongPDK {
   };
   client: {
     getConsumer(): Promise<KongConsumer | undefined | null>;
+    getCredential(): Promise<{ id: string } | undefined | null>;
+  };
+  router: {
+    getRoute(): Promise<{ id: string } | undefined | null>;
+    getService(): Promise<{ id: string } | undefined | null>;
   };
   response: {
     /** Returns at once; Kong never answers it (access: later handlers are skipped). */

@@ -1,7 +1,8 @@
 import type { TObject } from '@sinclair/typebox';
+import type { AdminRoutes } from '../admin/routes';
 import type { ConfigOf, PluginConfig } from '../config/define';
 import type { KongKeys } from '../config/validate';
-import { CONTEXT_HEADER, type ContextStore, type RequestPolicy } from '../context';
+import { CONTEXT_HEADER, type ContextStore, type KongFacts, type RequestPolicy } from '../context';
 import type { TargetHealth } from '../health';
 import type { Logger } from '../log/logger';
 import type { Store } from '../store';
@@ -20,6 +21,8 @@ export interface Suite {
   readonly limits: RequestLimits;
   /** This node's view of every target's circuit breaker (written by ai-fallback). */
   readonly health: TargetHealth;
+  /** Resources plugins add to the admin endpoint (ai-budget's usage and reset). */
+  readonly admin: AdminRoutes;
 }
 
 export interface RequestLimits {
@@ -76,6 +79,11 @@ export type { KongKeys };
 export interface PluginBehaviour {
   /** Runs in the relay before the provider call; declaring it gives the plugin an access phase. */
   request?: RequestPolicy['apply'];
+  /**
+   * What the policy needs from Kong that the relay cannot see (the consumer...), asked in the
+   * access phase: each PDK call is one more round trip, so ask only what the config uses.
+   */
+  gather?(kong: KongPDK): Promise<KongFacts | undefined>;
   log?: PhaseHandler;
 }
 
@@ -112,8 +120,9 @@ export function definePlugin<S extends TObject>(spec: {
           serviceId: kong.service_id,
           apply: behaviour.request,
         };
+        const gather = behaviour.gather;
         instance.access = async (kongPdk, event) => {
-          const ticket = suite.contexts.issue(policy);
+          const ticket = suite.contexts.issue(policy, gather ? await gather(kongPdk) : undefined);
           await kongPdk.service.request.addHeader(CONTEXT_HEADER, ticket.id);
           ticket.roundTrips = event.roundTrips; // final: the relay cannot see the request before `ret`
         };

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
+import { AdminRoutes } from '../admin/routes';
 import { type AdminServer, startAdmin } from '../admin/server';
 import { ContextStore, type ContextStoreOptions } from '../context';
 import { TargetHealth } from '../health';
@@ -46,7 +47,8 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   // down does not stop the server: each plugin's config says what store trouble means.
   await store.ping().catch((err) => logger.warn({ err: String(err) }, 'store not reachable at start'));
   const health = new TargetHealth();
-  const suite: Suite = { contexts, store, logger, limits: options.limits, health };
+  const admin = new AdminRoutes();
+  const suite: Suite = { contexts, store, logger, limits: options.limits, health, admin };
   const plugins = new PluginServer(options.plugins, suite, options.pluginServer);
   mkdirSync(options.socketDir, { recursive: true });
   const sockets: Server[] = [];
@@ -61,8 +63,8 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
     limits: options.limits,
   });
   // The admin endpoint is for operators: a port already taken must not stop the traffic.
-  const admin: AdminServer | undefined = options.admin
-    ? await startAdmin({ ...options.admin, health, store, logger }).catch((err: unknown) => {
+  const adminServer: AdminServer | undefined = options.admin
+    ? await startAdmin({ ...options.admin, routes: admin, health, store, logger }).catch((err: unknown) => {
         logger.error({ err: String(err) }, 'admin endpoint not started');
         return undefined;
       })
@@ -71,7 +73,7 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
     {
       socket_dir: options.socketDir,
       relay: `${options.relayHost}:${relay.port}`,
-      ...(admin ? { admin: `${options.admin?.host ?? '127.0.0.1'}:${admin.port}` } : {}),
+      ...(adminServer ? { admin: `${options.admin?.host ?? '127.0.0.1'}:${adminServer.port}` } : {}),
       plugins: options.plugins.map((p) => p.name),
     },
     'suite server ready',
@@ -81,10 +83,10 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
     contexts,
     store,
     relayPort: relay.port,
-    ...(admin ? { adminPort: admin.port } : {}),
+    ...(adminServer ? { adminPort: adminServer.port } : {}),
     async close(drainMs = 10_000) {
       for (const s of sockets) s.close();
-      await admin?.close();
+      await adminServer?.close();
       await Promise.race([relay.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
       plugins.close();
       contexts.close();

@@ -36,6 +36,8 @@ export class Attempt {
   usage?: Usage;
   /** Characters of generated text seen, for counting usage when the provider reports none. */
   contentChars = 0;
+  /** The streamed text (first choice), counted when the provider reports no usage. */
+  text = '';
   /** Model the provider says answered. */
   responseModel?: string;
   /** When the first generated text (stream) or the answer's headers (JSON) arrived (performance.now()). */
@@ -175,6 +177,7 @@ export class Attempt {
   private account(step: StreamStep): StreamStep {
     if (step.model && this.responseModel === undefined) this.responseModel = step.model;
     if (step.usage) this.usage = step.usage;
+    if (step.content) this.text += step.content;
     if (step.contentChars) {
       this.contentChars += step.contentChars;
       this.firstContentAt ??= performance.now();

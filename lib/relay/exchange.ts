@@ -13,7 +13,8 @@ import type {
 } from '../context';
 import { type ErrorCode, GatewayError, toGatewayError } from '../errors';
 import { serializeSse } from '../llm/sse';
-import { approximatePromptTokens, countedUsage } from '../llm/usage';
+import { countOutputTokens } from '../llm/tokens';
+import { approximateTokens, countedUsage } from '../llm/usage';
 import type { Logger } from '../log/logger';
 import { Attempt, headerText } from './attempt';
 import { headerSafe, passThroughHeaders } from './headers';
@@ -21,6 +22,9 @@ import { adapterFor, type ParsedResponse, type StreamStep } from './providers';
 import { retryAfterMs } from './retry-after';
 import { type Abort, type UpstreamClient, upstreamFailure } from './upstream';
 import { ProviderError, scrubProviderText } from './upstream-error';
+
+/** Attempts that never failed at a provider: skipped, or cancelled because another answered. */
+const NOT_TRIED = new Set(['circuit_open', 'budget', 'cancelled']);
 
 export interface ExchangeDeps {
   contexts: ContextStore;
@@ -132,7 +136,7 @@ export class Exchange {
     const pick = async (): Promise<Target | undefined> => {
       while (queue.length > 0) {
         const target = queue.shift()!;
-        if (plan && !panic && !(await plan.admits(target))) {
+        if (plan && !(await plan.admits(target, panic))) {
           this.attempts.push({ target: target.name, failure: 'circuit_open', latency_ms: 0 });
           // Every breaker open: try the first target anyway (Envoy's "panic" rule). Breakers
           // steer traffic to healthy targets; on their own they must not cause an outage.
@@ -140,6 +144,16 @@ export class Exchange {
             panic = true;
             queue.push(targets[0]!);
           }
+          continue;
+        }
+        const budget = this.ctx.budget;
+        if (budget && target !== targets[0] && !(await budget.retarget(target))) {
+          // A pricier fallback the budget cannot cover is skipped, like an open breaker.
+          this.attempts.push({ target: target.name, failure: 'budget', latency_ms: 0 });
+          lastError ??= new GatewayError(
+            'AIGW_BUDGET_EXCEEDED',
+            `the budget left does not cover fallback target ${target.name}`,
+          );
           continue;
         }
         if (plan && !this.fits(target)) {
@@ -311,6 +325,7 @@ export class Exchange {
     const upstreamType = headerText(attempt.headers['content-type']);
     this.res.writeHead(attempt.status!, {
       ...passThroughHeaders(attempt.headers),
+      ...this.ctx.responseHeaders,
       ...this.exposeHeaders(),
       'content-type': passthrough && upstreamType?.includes('json') ? upstreamType : 'application/json',
       'content-length': String(out.length),
@@ -333,6 +348,7 @@ export class Exchange {
     if (!this.res.headersSent) {
       this.res.writeHead(200, {
         ...passThroughHeaders(attempt.headers),
+        ...this.ctx.responseHeaders,
         ...this.exposeHeaders(),
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
@@ -421,7 +437,7 @@ export class Exchange {
     if (!target.context_window) return true;
     const body = this.ctx.body;
     const maxTokens = Number(body?.max_completion_tokens ?? body?.max_tokens ?? 0) || 0;
-    return approximatePromptTokens(this.endpoint, body) + maxTokens <= target.context_window;
+    return this.ctx.promptTokens(target.model).tokens + maxTokens <= target.context_window;
   }
 
   /** Waits between attempts; false when the wait would pass the deadline or the request stopped. */
@@ -455,7 +471,12 @@ export class Exchange {
   }
 
   private usageOf(attempt: Attempt): Usage {
-    return attempt.usage ?? countedUsage(this.endpoint, this.ctx.body, attempt.contentChars);
+    if (attempt.usage) return attempt.usage;
+    const model = attempt.target.model;
+    const answer = attempt.text
+      ? countOutputTokens(attempt.text, model)
+      : approximateTokens(attempt.contentChars);
+    return countedUsage(this.endpoint, this.ctx.promptTokens(model).tokens, answer);
   }
 
   /** The request again, with what the client already has as the assistant's words to continue. */
@@ -472,9 +493,7 @@ export class Exchange {
   }
 
   private failedAttempts(): number {
-    return this.attempts.filter(
-      (a) => a.failure !== undefined && a.failure !== 'circuit_open' && a.failure !== 'cancelled',
-    ).length;
+    return this.attempts.filter((a) => a.failure !== undefined && !NOT_TRIED.has(a.failure)).length;
   }
 
   private exposeHeaders(): Record<string, string> {
@@ -538,6 +557,7 @@ export class Exchange {
     const body = JSON.stringify(json);
     this.res.writeHead(error.status, {
       ...passThroughHeaders(this.last?.headers ?? {}),
+      ...this.ctx.responseHeaders,
       ...this.exposeHeaders(),
       ...error.headers,
       'content-type': 'application/json',

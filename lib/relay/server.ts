@@ -88,11 +88,15 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       req.resume();
       const error = toGatewayError(err);
       ctx.refusal = { status: error.status, code: error.code };
-      sendError(res, error);
+      sendError(res, error, ctx.responseHeaders);
       options.contexts.settle(ctx);
       return;
+    } finally {
+      // Refused or answered before the exchange: a reservation already made is released.
+      if (ctx.refusal || res.writableEnded) await ctx.budget?.settle(undefined);
     }
     await new Exchange(ctx, res, deps).run();
+    await ctx.budget?.settle(ctx.outcome);
   }
 
   server.keepAliveTimeout = KEEP_ALIVE_MS;
@@ -149,8 +153,8 @@ export function isLoopback(address: string | undefined): boolean {
   return v4.startsWith('127.') || address === '::1';
 }
 
-function sendError(res: ServerResponse, error: GatewayError): void {
-  sendJson(res, error.status, error.toJSON(), error.headers);
+function sendError(res: ServerResponse, error: GatewayError, headers: Record<string, string> = {}): void {
+  sendJson(res, error.status, error.toJSON(), { ...headers, ...error.headers });
 }
 
 function sendJson(

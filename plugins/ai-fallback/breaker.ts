@@ -57,10 +57,17 @@ export class Breakers {
     this.sharedGraceMs = Math.max(settings.window_ms, 60_000);
   }
 
-  /** Whether the target may be tried now; takes a probe slot when the breaker is half open. */
-  async admits(target: Target): Promise<boolean> {
+  /**
+   * Whether the target may be tried now; takes a probe slot when the breaker is half open.
+   * `panic` (every candidate is out): yes, and the attempt counts as a probe.
+   */
+  async admits(target: Target, panic = false): Promise<boolean> {
     if (!this.settings.enabled) return true;
     const h = this.entry(target);
+    if (panic) {
+      if (h.tripped) h.probes++;
+      return true;
+    }
     await this.sync(target, h);
     const now = this.now();
     if (h.openUntil > now) return false;

@@ -62,7 +62,7 @@ export default definePlugin({
           triggers,
           takeRetry: () => budget.tryRetry(),
           backoffMs: (attempt) => backoffMs(config.backoff, attempt),
-          admits: (target) => breakers.admits(target),
+          admits: (target, panic) => breakers.admits(target, panic),
           report: (target, failure, readyMs) => {
             breakers.report(target, failure);
             if (!failure && readyMs !== undefined) hedges.record(target, readyMs);

@@ -46,6 +46,7 @@ export function buildLogRecord(
     usage_source: outcome?.usage_source,
     target: outcome?.target ?? ctx?.route?.targets[0]?.name,
     fallbacks: outcome?.fallbacks,
+    budget: ctx?.budget?.summary,
     attempts: outcome?.attempts,
     route_reason: ctx?.route?.reason,
     stream: ctx?.stream,

@@ -1,6 +1,7 @@
 import type { RouteDecision, Target } from '../../lib/context';
 import { GatewayError } from '../../lib/errors';
-import type { RouterConfig } from '../../schemas/ai-router';
+import { listPrice, type Prices } from '../../lib/llm/prices';
+import type { RouterConfig, RouterTarget } from '../../schemas/ai-router';
 
 /**
  * Builds the relay's targets from config, once per instance. A key named by `api_key_env`
@@ -28,8 +29,15 @@ export function resolveTargets(config: RouterConfig, env: NodeJS.ProcessEnv): Ta
       headers: { ...(t.headers ?? {}) },
       timeouts: { ...t.timeouts },
       ...(t.context_window ? { context_window: t.context_window } : {}),
+      ...pricesOf(t),
     };
   });
+}
+
+/** The target's configured prices, else the list price of its model, else none. */
+function pricesOf(t: RouterTarget): { prices?: Prices } {
+  const prices = t.prices ? { ...t.prices } : listPrice(t.model);
+  return prices ? { prices } : {};
 }
 
 /** Picks the target for a requested model: a target name, else a target's model, else the default. */

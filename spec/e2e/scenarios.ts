@@ -57,7 +57,14 @@ export function scenarioConfig(mockUrl: string): ScenarioConfig {
         ],
         plugins: [
           { name: 'ai-metrics' },
-          { name: 'ai-budget' },
+          {
+            name: 'ai-budget',
+            config: {
+              limits: [
+                { name: 'e2e-daily', scope: 'global', window: 'day', unit: 'tokens', limit: 100_000_000 },
+              ],
+            },
+          },
           { name: 'ai-fallback' },
           { name: 'ai-semantic-cache' },
         ],

@@ -21,7 +21,34 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
       // The scenarios' routes a and b, plus a route whose ai-router config breaks a rule across
       // fields (default_target names no target): Kong's schema accepts it, the suite refuses it.
       declarative: (relayPort) => {
-        const config = base(relayPort) as { services: Array<{ routes: unknown[] }> };
+        const config = base(relayPort) as { services: Array<{ routes: unknown[] }>; consumers?: unknown[] };
+        // A route whose budget is per consumer, with a priority class read from consumer tags.
+        config.consumers = [
+          { username: 'alice', keyauth_credentials: [{ key: 'alice-key' }] },
+          { username: 'bob', tags: ['ai-priority:batch'], keyauth_credentials: [{ key: 'bob-key' }] },
+        ];
+        config.services[0]!.routes.push({
+          name: 'team',
+          paths: ['/team/v1'],
+          strip_path: false,
+          plugins: [
+            { name: 'key-auth', config: { hide_credentials: true } },
+            {
+              name: 'ai-router',
+              config: {
+                targets: [{ name: 'target-a', model: 'gpt-4o-mini', base_url: mock.url, api_key: KEY }],
+              },
+            },
+            {
+              name: 'ai-budget',
+              config: {
+                limits: [{ name: 'team-day', scope: 'consumer', window: 'day', unit: 'tokens', limit: 200 }],
+                on_exceed: 'reject',
+                priority: { classes: [{ name: 'batch', share: 0.5 }] },
+              },
+            },
+          ],
+        });
         config.services[0]!.routes.push({
           name: 'bad',
           paths: ['/bad/v1'],
@@ -85,10 +112,10 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
     expect(typeof id).toBe('string');
     const line = await metricsLine(id as string);
     expect(line).toMatchObject({ status: 200, stream, target: 'target-a', end: 'complete' });
-    // Route a has the five plugins. ai-router and ai-fallback: HandleEvent + add_header (their
-    // tickets) = 2 each; ai-metrics (log phase): HandleEvent + serialize = 2. ai-budget and
-    // ai-semantic-cache declare no phase yet.
-    expect(line.kong_round_trips).toBe(6);
+    // Route a has the five plugins. ai-router, ai-budget and ai-fallback: HandleEvent +
+    // add_header (their tickets) = 2 each (this ai-budget needs no consumer); ai-metrics (log
+    // phase): HandleEvent + serialize = 2. ai-semantic-cache declares no phase yet.
+    expect(line.kong_round_trips).toBe(8);
   });
 
   it('ignores a client’s own x-aigw-context header: the relay takes only tickets the plugins issued', async () => {
@@ -119,6 +146,32 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
     });
     expect(tooBig.status).toBe(413);
     expect(JSON.parse(tooBig.text)).toMatchObject({ message: 'Payload too large' });
+  });
+
+  it('ai-budget reads the consumer and its tags from Kong: one counter each, classes from tags, one more round trip', async () => {
+    const ask = (key: string, content: string, max_tokens = 60) =>
+      rawRequest(`${kong.proxyUrl}/team/v1/chat/completions`, {
+        headers: { apikey: key },
+        body: { ...chat(content), max_tokens },
+      });
+    const alice = await ask('alice-key', 'first');
+    expect(alice.status).toBe(200);
+    expect(alice.headers['x-ratelimit-limit-tokens']).toBe('200');
+    // bob is tagged ai-priority:batch: half of the cap is his.
+    const bob = await ask('bob-key', 'first');
+    expect(bob.status).toBe(200);
+    expect(bob.headers['x-ratelimit-limit-tokens']).toBe('100');
+    // The prompt and 95 answer tokens no longer fit in what bob has left of his 100.
+    const bobAgain = await ask('bob-key', 'second', 95);
+    expect(bobAgain.status).toBe(429);
+    expect(JSON.parse(bobAgain.text)).toMatchObject({ error: { code: 'AIGW_BUDGET_EXCEEDED' } });
+    expect(Number(bobAgain.headers['retry-after'])).toBeGreaterThan(0);
+    // alice's counter is her own.
+    expect((await ask('alice-key', 'second', 95)).status).toBe(200);
+    // Round trips: ai-router 2, ai-budget 3 (its ticket + get_consumer), and from the service
+    // ai-fallback 2 and ai-metrics 2. The route's ai-budget replaces the service's.
+    const line = await metricsLine(alice.headers['x-kong-request-id'] as string);
+    expect(line.kong_round_trips).toBe(9);
   });
 
   it('answers every request of a route whose config breaks a cross-field rule with 500 AIGW_CONFIG_INVALID naming the field', async () => {

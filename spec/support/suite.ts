@@ -84,9 +84,10 @@ export interface RouteSpec {
 }
 
 /** DB-less kong.yml: per route a service (the relay unless told) and the route's plugins. */
-export function declarativeFor(relayPort: number, routes: RouteSpec[]) {
+export function declarativeFor(relayPort: number, routes: RouteSpec[], consumers: object[] = []) {
   return {
     _format_version: '3.0',
+    ...(consumers.length > 0 ? { consumers } : {}),
     services: routes.map((r) => ({
       name: `svc-${r.name}`,
       url: r.upstream ?? `http://127.0.0.1:${relayPort}`,
@@ -207,6 +208,8 @@ export interface InProcessOptions {
   env?: Record<string, string>;
   /** The suite server's environment (api_key_env, AIGW_STORE...). */
   serverEnv?: NodeJS.ProcessEnv;
+  /** Kong consumers (kong.yml `consumers`, with keyauth_credentials). */
+  consumers?: object[];
 }
 
 export interface InProcess {
@@ -243,7 +246,7 @@ export async function startInProcess(options: InProcessOptions): Promise<InProce
   try {
     kong = await KongDriver.start({
       pluginServers: plugins.map((p) => externalDef(sockets.dir, p)),
-      declarative: declarativeFor(relayPort, options.routes(relayPort)),
+      declarative: declarativeFor(relayPort, options.routes(relayPort), options.consumers),
       env: options.env,
     });
   } catch (err) {

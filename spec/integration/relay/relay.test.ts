@@ -9,6 +9,7 @@ import {
   type Target,
 } from '../../../lib/context';
 import { GatewayError } from '../../../lib/errors';
+import { countOutputTokens, countPromptTokens } from '../../../lib/llm/tokens';
 import { approximateTokens } from '../../../lib/llm/usage';
 import { createLogger } from '../../../lib/log/logger';
 import { type Relay, startRelay } from '../../../lib/relay/server';
@@ -240,7 +241,8 @@ describe('relay: JSON answers', () => {
     const res = await send(ctx);
     await settled(ctx);
     expect(json(res).usage).toBeUndefined();
-    const input = approximateTokens(PROMPT.length);
+    // The prompt as counted for the request (the target's model), the JSON answer from its characters.
+    const input = countPromptTokens('chat.completions', chat(), 'gpt-4o-mini').tokens;
     const output = approximateTokens(ANSWER.length);
     expect(ctx.outcome).toMatchObject({
       usage_source: 'counted',
@@ -335,8 +337,9 @@ describe('relay: streams', () => {
       end: 'complete',
       usage_source: 'counted',
       usage: {
-        output_tokens: approximateTokens(ANSWER.length),
-        input_tokens: approximateTokens(PROMPT.length),
+        // A streamed answer is counted from its text.
+        output_tokens: countOutputTokens(ANSWER, 'gpt-4o-mini'),
+        input_tokens: countPromptTokens('chat.completions', chat({ stream: true }), 'gpt-4o-mini').tokens,
       },
     });
   });

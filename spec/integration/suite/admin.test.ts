@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { AdminRoutes } from '../../../lib/admin/routes';
 import { type AdminServer, startAdmin } from '../../../lib/admin/server';
 import { TargetHealth } from '../../../lib/health';
 import { startSuiteServer } from '../../../lib/kong/suite-server';
@@ -41,6 +42,7 @@ const get = async (path: string, method = 'GET') => {
 it('GET /health: up, with the store reachable or not', async () => {
   const log = captureLogger();
   admin = await startAdmin({
+    routes: new AdminRoutes(),
     port: 0,
     health: new TargetHealth(),
     store: new MemoryStore(),
@@ -54,14 +56,26 @@ it('GET /health: up, with the store reachable or not', async () => {
 
   const deadRedis = `redis://127.0.0.1:${await freePort()}/0`;
   const store = createStore(storeConfigFromEnv({ AIGW_STORE: deadRedis }), log.logger);
-  admin = await startAdmin({ port: 0, health: new TargetHealth(), store, logger: log.logger });
+  admin = await startAdmin({
+    routes: new AdminRoutes(),
+    port: 0,
+    health: new TargetHealth(),
+    store,
+    logger: log.logger,
+  });
   expect((await get('/health')).body).toMatchObject({ status: 'ok', store: 'unreachable' });
   await store.close().catch(() => undefined);
 });
 
 it('GET /targets: each breaker by target, never its key', async () => {
   const health = new TargetHealth();
-  admin = await startAdmin({ port: 0, health, store: new MemoryStore(), logger: captureLogger().logger });
+  admin = await startAdmin({
+    routes: new AdminRoutes(),
+    port: 0,
+    health,
+    store: new MemoryStore(),
+    logger: captureLogger().logger,
+  });
   expect((await get('/targets')).body).toEqual({ object: 'list', data: [] });
   const until = Date.now() + 60_000;
   health.update(target, 'open', until);
@@ -83,6 +97,7 @@ it('GET /targets: each breaker by target, never its key', async () => {
 
 it('an unknown path is a 404 and a write a 405, both as JSON errors', async () => {
   admin = await startAdmin({
+    routes: new AdminRoutes(),
     port: 0,
     health: new TargetHealth(),
     store: new MemoryStore(),
@@ -97,6 +112,7 @@ it('an unknown path is a 404 and a write a 405, both as JSON errors', async () =
 
 it('a port already taken: the suite server logs it and serves on without the admin endpoint', async () => {
   admin = await startAdmin({
+    routes: new AdminRoutes(),
     port: 0,
     health: new TargetHealth(),
     store: new MemoryStore(),

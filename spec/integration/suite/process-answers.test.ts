@@ -7,10 +7,11 @@
  *
  * Round trips observed (HandleEvent + PDK steps, all phases):
  *   ai-router (access)    2 = HandleEvent + service.request.add_header (its ticket)
+ *   ai-budget (access)    2 = the same (a global limit needs no consumer lookup)
  *   ai-fallback (access)  2 = the same, for its own ticket
  *   ai-metrics (log)      2 = HandleEvent + log.serialize
- *   ai-semantic-cache, ai-budget: 0 (no phase declared yet)
- *   → 4 per request on /pair (router + metrics), 6 on /all (the five plugins), whatever
+ *   ai-semantic-cache: 0 (no phase declared yet)
+ *   → 4 per request on /pair (router + metrics), 8 on /all (the five plugins), whatever
  *   the answer: the relay reads and checks the body Kong proxies, so bad input costs no
  *   extra call.
  */
@@ -57,7 +58,10 @@ beforeAll(async () => {
         plugins: [
           { name: 'ai-semantic-cache' },
           router(),
-          { name: 'ai-budget' },
+          {
+            name: 'ai-budget',
+            config: { limits: [{ name: 'all', scope: 'global', window: 'day', unit: 'tokens', limit: 1e9 }] },
+          },
           { name: 'ai-fallback' },
           { name: 'ai-metrics' },
         ],
@@ -95,13 +99,13 @@ const TICKET = {
 };
 
 /** Round trips of a request on each route. */
-const ROUND_TRIPS: Record<string, number> = { '/pair': 4, '/all': 6 };
+const ROUND_TRIPS: Record<string, number> = { '/pair': 4, '/all': 8 };
 
 /** Asserts the whole trace: plugins present, round trips, steps and the PDK calls in order. */
 function expectTrace(stats: RequestStats, prefix = '/pair'): void {
   expect(stats.plugins).toEqual({
     'ai-router': TICKET,
-    ...(prefix === '/all' ? { 'ai-fallback': TICKET } : {}),
+    ...(prefix === '/all' ? { 'ai-budget': TICKET, 'ai-fallback': TICKET } : {}),
     'ai-metrics': METRICS,
   });
   expect(stats.roundTrips).toBe(ROUND_TRIPS[prefix]);

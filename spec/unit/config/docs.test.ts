@@ -60,7 +60,7 @@ describe('docs table', () => {
 
   it('has one row per field, each with a description', () => {
     const rows = router.split('\n').filter((line) => line.startsWith('| `'));
-    expect(rows).toHaveLength(16);
+    expect(rows).toHaveLength(20);
     for (const line of rows) expect(line.split(' | ').at(-1)?.length).toBeGreaterThan(10);
   });
 
@@ -79,7 +79,7 @@ describe('docs table', () => {
 
   it('says when a plugin has no fields yet and lists cross-field rules', () => {
     const doc = renderConfigDocs(Object.values(pluginConfigs));
-    expect(doc).toContain('## ai-budget\n\n_No configuration fields in this release._');
+    expect(doc).toContain('## ai-semantic-cache\n\n_No configuration fields in this release._');
     expect(doc).toContain('- `default_target` names one of the targets.');
   });
 });

@@ -287,6 +287,7 @@ describe('ai-router Kong schema', () => {
       'headers',
       'timeouts',
       'context_window',
+      'prices',
     ]);
   });
 
@@ -374,7 +375,7 @@ describe('other plugins', () => {
     });
   });
 
-  it.each(['ai-budget', 'ai-semantic-cache'] as const)('%s has an empty config record', (name) => {
+  it.each(['ai-semantic-cache'] as const)('%s has an empty config record', (name) => {
     expect(pluginConfigs[name].kongSchema()).toEqual({
       name,
       fields: [{ config: { type: 'record', fields: [] } }],
