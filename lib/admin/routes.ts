@@ -5,8 +5,8 @@ export interface AdminRequest {
   query: URLSearchParams;
 }
 
-/** Status and JSON body. */
-export type AdminAnswer = [status: number, body: unknown];
+/** Status and JSON body, or a text body with its content type (Prometheus' format). */
+export type AdminAnswer = [status: number, body: unknown, contentType?: string];
 
 export type AdminHandler = (req: AdminRequest) => Promise<AdminAnswer>;
 

@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
 import type { TargetHealth } from '../health';
 import type { Logger } from '../log/logger';
 import type { Store } from '../store';
@@ -13,6 +14,8 @@ export interface AdminOptions {
   port: number;
   routes: AdminRoutes;
   health: TargetHealth;
+  /** What `GET /metrics` exposes, in Prometheus' text format. */
+  metrics: Registry;
   store: Store;
   logger: Logger;
 }
@@ -30,11 +33,12 @@ const STORE_CHECK_MS = 500;
  *
  *   GET /health    the server is up; whether the store answers
  *   GET /targets   every target's circuit breaker as this node sees it
+ *   GET /metrics   Prometheus metrics of this node
  *
  * and what plugins add to `routes` (ai-budget: `/budgets`).
  */
 export async function startAdmin(options: AdminOptions): Promise<AdminServer> {
-  const { health, store, routes } = options;
+  const { health, store, routes, metrics } = options;
   routes.add('health', async (req) => {
     if (req.method !== 'GET') return notAllowed();
     const storeOk = await Promise.race([
@@ -49,6 +53,9 @@ export async function startAdmin(options: AdminOptions): Promise<AdminServer> {
   routes.add('targets', async (req) =>
     req.method === 'GET' ? [200, { object: 'list', data: health.snapshot() }] : notAllowed(),
   );
+  routes.add('metrics', async (req) =>
+    req.method === 'GET' ? [200, await metrics.metrics(), metrics.contentType] : notAllowed(),
+  );
 
   const server = createServer((req, res) => {
     const [path = '/', query = ''] = (req.url ?? '/').split('?', 2);
@@ -61,10 +68,10 @@ export async function startAdmin(options: AdminOptions): Promise<AdminServer> {
         options.logger.error({ err }, 'admin request failed');
         return adminError(500, 'the admin request failed', 'AIGW_INTERNAL');
       })
-      .then(([status, body]) => {
-        const text = JSON.stringify(body);
+      .then(([status, body, contentType]) => {
+        const text = contentType ? String(body) : JSON.stringify(body);
         res.writeHead(status, {
-          'content-type': 'application/json',
+          'content-type': contentType ?? 'application/json',
           'content-length': Buffer.byteLength(text),
         });
         res.end(text);

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
+import { Gauge, type Registry } from 'prom-client';
 import type { Target } from '../context';
 
 export type BreakerState = 'closed' | 'open' | 'half_open';
+
+const STATE_VALUE: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 };
 
 export interface TargetHealthEntry {
   /** Name of the target as its ai-router config calls it (the last one that reported). */
@@ -66,6 +69,23 @@ export class TargetHealth {
       ...(e.openUntil > this.now() ? { open_until: e.openUntil } : {}),
       changed_at: e.changedAt,
     }));
+  }
+
+  /** `aigw_target_breaker_state{target,provider,model}`: 0 closed, 1 half open, 2 open, read at each scrape. */
+  exportTo(registry: Registry): void {
+    const snapshot = () => this.snapshot();
+    new Gauge({
+      name: 'aigw_target_breaker_state',
+      help: 'Circuit breaker of each target on this node (ai-fallback): 0 closed, 1 half open, 2 open.',
+      labelNames: ['target', 'provider', 'model'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const e of snapshot()) {
+          this.set({ target: e.target, provider: e.provider, model: e.model }, STATE_VALUE[e.state]);
+        }
+      },
+    });
   }
 
   private stateOf(e: Entry): BreakerState {

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
+import { Registry } from 'prom-client';
 import { AdminRoutes } from '../admin/routes';
 import { type AdminServer, startAdmin } from '../admin/server';
 import { ContextStore, type ContextStoreOptions } from '../context';
@@ -46,7 +47,9 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   // Waits for the first connection (bounded by the store's connect timeout); a store that is
   // down does not stop the server: each plugin's config says what store trouble means.
   await store.ping().catch((err) => logger.warn({ err: String(err) }, 'store not reachable at start'));
+  const metrics = new Registry();
   const health = new TargetHealth();
+  health.exportTo(metrics);
   const admin = new AdminRoutes();
   const suite: Suite = { contexts, store, logger, limits: options.limits, health, admin };
   const plugins = new PluginServer(options.plugins, suite, options.pluginServer);
@@ -64,10 +67,12 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   });
   // The admin endpoint is for operators: a port already taken must not stop the traffic.
   const adminServer: AdminServer | undefined = options.admin
-    ? await startAdmin({ ...options.admin, routes: admin, health, store, logger }).catch((err: unknown) => {
-        logger.error({ err: String(err) }, 'admin endpoint not started');
-        return undefined;
-      })
+    ? await startAdmin({ ...options.admin, routes: admin, health, store, logger, metrics }).catch(
+        (err: unknown) => {
+          logger.error({ err: String(err) }, 'admin endpoint not started');
+          return undefined;
+        },
+      )
     : undefined;
   logger.info(
     {

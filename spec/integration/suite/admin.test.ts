@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Registry } from 'prom-client';
 import { AdminRoutes } from '../../../lib/admin/routes';
 import { type AdminServer, startAdmin } from '../../../lib/admin/server';
 import { TargetHealth } from '../../../lib/health';
@@ -43,6 +44,7 @@ it('GET /health: up, with the store reachable or not', async () => {
   const log = captureLogger();
   admin = await startAdmin({
     routes: new AdminRoutes(),
+    metrics: new Registry(),
     port: 0,
     health: new TargetHealth(),
     store: new MemoryStore(),
@@ -58,6 +60,7 @@ it('GET /health: up, with the store reachable or not', async () => {
   const store = createStore(storeConfigFromEnv({ AIGW_STORE: deadRedis }), log.logger);
   admin = await startAdmin({
     routes: new AdminRoutes(),
+    metrics: new Registry(),
     port: 0,
     health: new TargetHealth(),
     store,
@@ -71,6 +74,7 @@ it('GET /targets: each breaker by target, never its key', async () => {
   const health = new TargetHealth();
   admin = await startAdmin({
     routes: new AdminRoutes(),
+    metrics: new Registry(),
     port: 0,
     health,
     store: new MemoryStore(),
@@ -95,9 +99,38 @@ it('GET /targets: each breaker by target, never its key', async () => {
   expect((await get('/targets')).body.data?.[0]?.state).toBe('closed');
 });
 
+it('GET /metrics: the breaker state per target in Prometheus format', async () => {
+  const health = new TargetHealth();
+  const metrics = new Registry();
+  health.exportTo(metrics);
+  admin = await startAdmin({
+    routes: new AdminRoutes(),
+    metrics,
+    port: 0,
+    health,
+    store: new MemoryStore(),
+    logger: captureLogger().logger,
+  });
+  const scrape = async () => {
+    const res = await fetch(`http://127.0.0.1:${admin!.port}/metrics`);
+    expect(res.headers.get('content-type')).toContain('text/plain');
+    return res.text();
+  };
+  health.update(target, 'open', Date.now() + 60_000);
+  const line = 'aigw_target_breaker_state{target="gpt",provider="openai",model="gpt-4o-mini"}';
+  expect(await scrape()).toContain(`${line} 2`);
+  health.update(target, 'open', Date.now() - 1);
+  expect(await scrape()).toContain(`${line} 1`);
+  health.update(target, 'closed');
+  const text = await scrape();
+  expect(text).toContain(`${line} 0`);
+  expect(text).not.toContain('sk-admin-secret');
+});
+
 it('an unknown path is a 404 and a write a 405, both as JSON errors', async () => {
   admin = await startAdmin({
     routes: new AdminRoutes(),
+    metrics: new Registry(),
     port: 0,
     health: new TargetHealth(),
     store: new MemoryStore(),
@@ -113,6 +146,7 @@ it('an unknown path is a 404 and a write a 405, both as JSON errors', async () =
 it('a port already taken: the suite server logs it and serves on without the admin endpoint', async () => {
   admin = await startAdmin({
     routes: new AdminRoutes(),
+    metrics: new Registry(),
     port: 0,
     health: new TargetHealth(),
     store: new MemoryStore(),
