@@ -1,4 +1,5 @@
 import type { TObject } from '@sinclair/typebox';
+import type { Registry } from 'prom-client';
 import type { AdminRoutes } from '../admin/routes';
 import type { ConfigOf, PluginConfig } from '../config/define';
 import type { KongKeys } from '../config/validate';
@@ -23,6 +24,8 @@ export interface Suite {
   readonly health: TargetHealth;
   /** Resources plugins add to the admin endpoint (ai-budget's usage and reset). */
   readonly admin: AdminRoutes;
+  /** Prometheus metrics of this node, served on the admin endpoint's `/metrics`. */
+  readonly metrics: Registry;
 }
 
 export interface RequestLimits {

@@ -51,7 +51,7 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   const health = new TargetHealth();
   health.exportTo(metrics);
   const admin = new AdminRoutes();
-  const suite: Suite = { contexts, store, logger, limits: options.limits, health, admin };
+  const suite: Suite = { contexts, store, logger, limits: options.limits, health, admin, metrics };
   const plugins = new PluginServer(options.plugins, suite, options.pluginServer);
   mkdirSync(options.socketDir, { recursive: true });
   const sockets: Server[] = [];

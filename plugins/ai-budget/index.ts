@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { KongFacts, RequestContext } from '../../lib/context';
 import { GatewayError } from '../../lib/errors';
 import { definePlugin, type Suite } from '../../lib/kong/plugin';
-import { MemoryStore, type ReserveResult, type Store } from '../../lib/store';
+import { type BudgetCharge, MemoryStore, type ReserveResult, type Store } from '../../lib/store';
 import { type BudgetConfig, budgetConfig } from '../../schemas/ai-budget';
 import { BudgetAdmin } from './admin';
 import {
@@ -15,13 +15,14 @@ import {
   outputWanted,
 } from './charges';
 import { budgetHeaders } from './headers';
+import { BudgetMetrics } from './metrics';
 import { Reservation } from './reservation';
 
 /** Header listing the soft limits a request went past. */
 export const SOFT_EXCEEDED_HEADER = 'x-ai-budget-soft-exceeded';
 
-/** Per suite server: its admin resource and the store used while the shared one is down. */
-const perSuite = new WeakMap<Suite, { admin: BudgetAdmin; local: MemoryStore }>();
+/** Per suite server: its admin resource, its metrics, and the store used while the shared one is down. */
+const perSuite = new WeakMap<Suite, { admin: BudgetAdmin; local: MemoryStore; metrics: BudgetMetrics }>();
 
 /**
  * Token and cost caps that hold under concurrency: before the provider call the request's
@@ -38,12 +39,16 @@ export default definePlugin({
     const logger = suite.logger.child({ plugin: 'ai-budget' });
     let shared = perSuite.get(suite);
     if (!shared) {
-      shared = { admin: new BudgetAdmin(suite.store), local: new MemoryStore() };
+      shared = {
+        admin: new BudgetAdmin(suite.store),
+        local: new MemoryStore(),
+        metrics: new BudgetMetrics(suite.metrics),
+      };
       suite.admin.add('budgets', (req) => shared!.admin.handle(req));
       perSuite.set(suite, shared);
     }
     shared.admin.register(config.limits, config.time_zone);
-    const local = shared.local;
+    const { local, metrics } = shared;
     const needs = {
       consumer: config.limits.some((l) => l.scope === 'consumer') || config.priority.classes.length > 0,
       credential: config.limits.some((l) => l.scope === 'credential'),
@@ -111,6 +116,7 @@ export default definePlugin({
           logger.warn({ err: err.message }, 'ai-budget: store unavailable, counting on this node only');
           store = local;
           share *= config.local_share;
+          metrics.localReservations.inc();
           charges = counters.map((c) => chargeFor(c, cost, share, now));
           result = await reserve();
         }
@@ -119,10 +125,17 @@ export default definePlugin({
           Object.assign(ctx.responseHeaders, budgetHeaders(counters, charges, result, now));
         const soft = softExceeded(counters, result);
         if (soft.length > 0) {
+          for (const name of soft) metrics.softExceeded.inc({ limit: name });
           ctx.responseHeaders[SOFT_EXCEEDED_HEADER] = soft.join(',');
           logger.info({ request_id: ctx.requestId, limits: soft }, 'ai-budget: soft limit exceeded');
         }
-        if (!result.ok) throw exhausted(counters[result.refusedBy ?? 0]!, now);
+        if (!result.ok) {
+          const refusing = counters[result.refusedBy ?? 0]!;
+          metrics.refused.inc({ limit: refusing.limit.name });
+          throw exhausted(refusing, now);
+        }
+        if (result.output < wanted.tokens)
+          metrics.clamped.inc({ limit: tightest(counters, charges, result) });
 
         if (ctx.body && (result.output < wanted.tokens || !wanted.given)) {
           limitOutput(endpoint, ctx.body, target.model, result.output);
@@ -183,6 +196,20 @@ function classShare(ctx: RequestContext, config: BudgetConfig): number {
     if (share !== undefined) return share;
   }
   return 1;
+}
+
+/** The hard limit with the least room left: the one that clamped the request. */
+function tightest(counters: Counter[], charges: BudgetCharge[], result: ReserveResult): string {
+  let best = 0;
+  let room = Infinity;
+  counters.forEach((c, i) => {
+    const left = charges[i]!.cap - (result.used[i] ?? 0);
+    if (charges[i]!.hard && left < room) {
+      room = left;
+      best = i;
+    }
+  });
+  return counters[best]!.limit.name;
 }
 
 function softExceeded(counters: Counter[], result: ReserveResult): string[] {

@@ -289,7 +289,17 @@ describe('fallback hops re-price', () => {
   });
 });
 
+const scrape = async (proc: InProcess) =>
+  (await fetch(`http://127.0.0.1:${proc.server.adminPort}/metrics`)).text();
+
 describe('the admin endpoint', () => {
+  it('counts refusals, clamps and soft excesses per limit in /metrics', async () => {
+    const text = await scrape(gw);
+    expect(text).toMatch(new RegExp(`aigw_budget_refused_total\\{limit="reject-${RUN}"\\} [1-9]`));
+    expect(text).toMatch(new RegExp(`aigw_budget_clamped_total\\{limit="clamp-${RUN}"\\} [1-9]`));
+    expect(text).toMatch(new RegExp(`aigw_budget_soft_exceeded_total\\{limit="soft-${RUN}"\\} [1-9]`));
+  });
+
   it('lists limits, reads a scope’s window and resets it', async () => {
     const list = await admin('/budgets');
     expect((list.body.data as Array<{ name: string }>).map((l) => l.name)).toContain(`reject-${RUN}`);
@@ -312,6 +322,7 @@ describe('the store is down', () => {
     expect(deadStore.log.records().some((r) => String(r.msg).includes('counting on this node only'))).toBe(
       true,
     );
+    expect(await scrape(deadStore)).toMatch(/aigw_budget_local_reservations_total [1-9]/);
   });
 
   it('not fault_tolerant: 503 with a clear error, the provider never called', async () => {
