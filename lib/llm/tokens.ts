@@ -4,11 +4,12 @@ import type { Endpoint } from '../context/request-context';
  * Prompt token counting for budgets: exact for OpenAI model families (their tiktoken
  * encodings), a deliberately high approximation for every other model.
  *
- * Counting runs on tiktoken's own rank data (`tiktoken/encoders/*`) with a JavaScript
- * pre-tokenizer and BPE written for counting: 5-15x faster than tiktoken's WASM build and
- * free of the slow paths of gpt-tokenizer (docs/benchmarks-tokens.md). tiktoken itself counts
- * the rare text the JavaScript side cannot split exactly (REFERENCE_ONLY).
- * spec/unit/llm/tokens.test.ts proves both paths equal to tiktoken.
+ * Counting runs on tiktoken's own rank data (`tiktoken/encoders/*`) with a pre-tokenizer and a
+ * BPE written here for counting: about 6x faster than tiktoken's WASM build on English and code
+ * and 2x on CJK, where gpt-tokenizer is 6x slower than tiktoken once its merge cache misses
+ * (docs/benchmarks-tokens.md). tiktoken itself counts the rare text that JavaScript's Unicode
+ * tables would split differently (REFERENCE_ONLY). spec/unit/llm/tokens.test.ts proves the
+ * counts equal to tiktoken's.
  */
 
 export type TokenEncoding = 'o200k_base' | 'cl100k_base';
@@ -56,10 +57,10 @@ function baseModelName(model: unknown): string {
  * as [first, last] pairs: U+0085 (whitespace to Rust, not to JavaScript), U+FEFF (the
  * reverse), and every code point whose Unicode category, as the split patterns see it (letter
  * by kind, mark, number, other), changed between Unicode 14.0 and 17.0. tiktoken 1.0.22
- * carries Unicode 16 tables and Node 20 ships Unicode 15.0 to 17.0 depending on its release,
- * so any pair of versions in that span differs only here. Found by tokenizing every code
- * point with tiktoken and with a JavaScript tokenizer; spec/unit/llm/tokens.test.ts repeats
- * the check. A text holding one of them is counted by tiktoken.
+ * carries Unicode 16 tables and Node 20 and later ship Unicode 15.0 to 17.0, so any pair of
+ * versions in that span differs only here. Found by tokenizing every code point in context
+ * with tiktoken and with a JavaScript tokenizer (only these differed); the tests repeat the
+ * check. A text holding one of them is counted by tiktoken.
  */
 // biome-ignore format: pairs read better on shared lines
 const REFERENCE_ONLY: readonly number[] = [
@@ -122,7 +123,7 @@ const KNOWN = 2048;
 let bmpClasses: Uint16Array | undefined;
 let astralClasses: Uint16Array | undefined;
 
-/** Classes of the 65536 code units, built on first use (a few ms). */
+/** Classes of the 65536 code units, built on first use (tens of ms). */
 function classesOfUnits(): Uint16Array {
   if (bmpClasses) return bmpClasses;
   const table = new Uint16Array(0x10000);
@@ -239,10 +240,11 @@ function scan(text: string): Scan {
   }
   let reference = (seen & REFERENCE) !== 0;
   if (!reference && seen & SURROGATE) {
-    for (const char of text) {
-      if (char.length === 2 && isReferenceOnly(char.codePointAt(0)!)) {
-        reference = true;
-        break;
+    for (let i = 0; i < text.length && !reference; i++) {
+      const codePoint = text.codePointAt(i)!;
+      if (codePoint > 0xffff) {
+        reference = isReferenceOnly(codePoint);
+        i++;
       }
     }
   }
@@ -399,7 +401,8 @@ function punctuationOrSpaceEnd(
     i++;
   }
   if (lastNewline >= 0) return lastNewline + 1; // \s*[\r\n]+
-  if (i === n || i - p >= 2) return i === n ? n : i - 1; // \s+(?!\S)
+  if (i === n) return n; // \s+(?!\S) at the end
+  if (i - p >= 2) return i - 1; // \s+(?!\S): the last space goes with what follows
   return i > p ? i : p + widthOf(first); // \s+ (every character matches some alternative)
 }
 
@@ -431,13 +434,11 @@ interface Vocabulary {
   /** rank of each single byte */
   bytesRanks: Int32Array;
   /**
-   * Recently seen joins, direct-mapped: token joinedLeft[s] followed by token joinedRight[s]
-   * makes token joined[s] (or NO_RANK). BPE asks the same joins over and over, and an answer
-   * here spares hashing and verifying bytes in the big table.
+   * Recently seen joins, direct-mapped, [left, right, joined] in one cache line per slot: token
+   * left followed by token right makes token joined (or NO_RANK). BPE asks the same joins over
+   * and over, and an answer here spares hashing and verifying bytes in the big table.
    */
-  joinedLeft: Int32Array;
-  joinedRight: Int32Array;
-  joined: Int32Array;
+  joins: Int32Array;
   pieceEnd: PieceEnd;
 }
 
@@ -532,9 +533,7 @@ function vocabularyOf(encoding: TokenEncoding): Vocabulary {
     pairs,
     characters,
     bytesRanks,
-    joinedLeft: new Int32Array(JOINS).fill(-1),
-    joinedRight: new Int32Array(JOINS),
-    joined: new Int32Array(JOINS),
+    joins: new Int32Array(4 * JOINS).fill(-1),
     pieceEnd: encoding === 'cl100k_base' ? cl100kPieceEnd : o200kPieceEnd,
   };
   vocabularies.set(encoding, vocabulary);
@@ -559,13 +558,13 @@ function joinRank(
   start: number,
   end: number,
 ): number {
-  const slot = imul(imul(left, 0x9e3779b1) ^ right, 0x85ebca6b) >>> (32 - JOIN_BITS);
-  if (vocabulary.joinedLeft[slot] === left && vocabulary.joinedRight[slot] === right)
-    return vocabulary.joined[slot]!;
+  const joins = vocabulary.joins;
+  const slot = (imul(imul(left, 0x9e3779b1) ^ right, 0x85ebca6b) >>> (32 - JOIN_BITS)) << 2;
+  if (joins[slot] === left && joins[slot + 1] === right) return joins[slot + 2]!;
   const rank = rankOf(vocabulary, piece, start, end);
-  vocabulary.joinedLeft[slot] = left;
-  vocabulary.joinedRight[slot] = right;
-  vocabulary.joined[slot] = rank;
+  joins[slot] = left;
+  joins[slot + 1] = right;
+  joins[slot + 2] = rank;
   return rank;
 }
 
@@ -658,14 +657,13 @@ function dequeue(): void {
 }
 
 /**
- * Tokens of the piece in pieceBytes[0, length): tiktoken's byte_pair_merge (merge the adjacent
- * pair whose bytes form the lowest-ranked token, the leftmost on a tie, until none does),
- * counted. Parts are a linked list named by their first byte, so a merge moves nothing, and
- * candidate merges wait in a binary heap; entries made stale by a merge are skipped.
+ * Tokens of the piece in pieceBytes[0, length), two bytes or more and not a token itself:
+ * tiktoken's byte_pair_merge (merge the adjacent pair whose bytes form the lowest-ranked token,
+ * the leftmost on a tie, until none does), counted. Parts are a linked list named by their
+ * first byte, so a merge moves nothing, and candidate merges wait in a binary heap; entries
+ * made stale by a merge are skipped.
  */
 function bytePairCount(vocabulary: Vocabulary, length: number): number {
-  if (length === 1) return 1;
-  if (rankOf(vocabulary, pieceBytes, 0, length) !== NO_RANK) return 1;
   const piece = pieceBytes;
   const next = nextPart;
   const previous = previousPart;
@@ -754,20 +752,39 @@ function encodePiece(text: string, from: number, to: number): number {
 type Counter = (text: string) => number;
 
 const counters = new Map<TokenEncoding, Counter>();
+/** Bound of each encoding's cache of merged pieces (a few MB when full). */
+const MERGED_PIECES = 50_000;
+const mergedCaches: Map<string, number>[] = [];
 const referenceCounters = new Map<TokenEncoding, Counter>();
 
-// Loading costs time and memory (tens of ms and a few MB here; 0.3 s and 80 MB for tiktoken),
-// so each encoding loads on first use.
+// Loading costs time and memory (o200k_base: 0.2 s and 40 MB here, 0.4 s and 85 MB in
+// tiktoken), so each encoding loads on first use.
 function counterOf(encoding: TokenEncoding): Counter {
   let counter = counters.get(encoding);
   if (!counter) {
     classesOfUnits();
     const vocabulary = vocabularyOf(encoding);
+    // Pieces that take more than one token, and their count: prompts repeat (system prompts,
+    // chat history sent again on every turn), and a merge costs far more than a lookup.
+    const merged = new Map<string, number>();
+    mergedCaches.push(merged);
     counter = (text) => {
       let tokens = 0;
       for (let p = 0; p < text.length; ) {
         const end = vocabulary.pieceEnd(text, p);
-        tokens += bytePairCount(vocabulary, encodePiece(text, p, end));
+        const length = encodePiece(text, p, end);
+        if (length === 1 || rankOf(vocabulary, pieceBytes, 0, length) !== NO_RANK) {
+          tokens++;
+        } else {
+          const piece = text.slice(p, end);
+          let count = merged.get(piece);
+          if (count === undefined) {
+            count = bytePairCount(vocabulary, length);
+            if (merged.size >= MERGED_PIECES) merged.clear();
+            merged.set(piece, count);
+          }
+          tokens += count;
+        }
         p = end;
       }
       return tokens;
@@ -790,9 +807,14 @@ function referenceCounterOf(encoding: TokenEncoding): Counter {
   return counter;
 }
 
-/** Loads an encoding now rather than on the first request that needs it. */
+/** Loads an encoding now (about 0.2 s) rather than on the first request that needs it. */
 export function preloadTokenizer(encoding: TokenEncoding): void {
   counterOf(encoding);
+}
+
+/** Empties the caches of merged pieces: every text then counts as never seen before. */
+export function clearTokenCache(): void {
+  for (const cache of mergedCaches) cache.clear();
 }
 
 /** Tokens of a text in an encoding. */
@@ -828,14 +850,14 @@ function countSafely(counter: Counter, text: string): number {
  * Non-OpenAI models are counted as o200k_base tokens times this factor, rounded up. Their
  * tokenizers are not public (Claude, Gemini) or not bundled here (Llama, Mistral, Qwen), and a
  * budget must not under-count: under-counting lets a request overshoot a hard cap, over-counting
- * only refuses a little early. Why 1.5: o200k has the largest vocabulary in common use for
- * English and code, so other tokenizers produce more tokens, not fewer. Published comparisons
- * put Claude 3.x at about +16% on English, +21% on maths and +30% on Python against GPT-4o;
- * Llama 3's tokenizer extends cl100k, which needs 5-15% more tokens than o200k on English and
- * code and far more on non-Latin scripts (docs/benchmarks-tokens.md measures both corpora);
- * Gemini's 256k SentencePiece vocabulary lands close to o200k. 1.5 covers those with room for
- * chat templates. Known to fall short: 32k-vocabulary models (Llama 2, Mistral 7B v0.1-v0.3)
- * on CJK text, which can take over twice o200k's count.
+ * only refuses a little early. Why 1.5: o200k is among the most frugal tokenizers in use, so
+ * others mostly need more tokens for the same text. A published comparison put Claude 3.x at
+ * about +16% on English, +21% on maths and +30% on Python against GPT-4o's o200k; Llama 3's
+ * tokenizer is cl100k plus 28k tokens for other languages, and cl100k needs as many tokens as
+ * o200k on English and code but 1.49x on CJK (measured in docs/benchmarks-tokens.md); Gemini
+ * and Gemma use a 256k vocabulary, larger than o200k's. 1.5 covers these. Known to fall short:
+ * 32k-vocabulary models (Llama 2, Mistral 7B v0.1-v0.3) on CJK, which can need over twice
+ * o200k's count.
  */
 export const APPROXIMATE_FACTOR = 1.5;
 
