@@ -12,11 +12,12 @@ export default definePlugin({
   config: routerConfig,
   priority: 750,
   phases: ['access'],
-  create(config) {
+  create(config, _keys, suite) {
     const table = new TargetTable(
       resolveTargets(config, process.env),
       config.default_target ?? undefined,
       config.expose_target_header,
+      suite.health,
     );
     return {
       request(ctx) {

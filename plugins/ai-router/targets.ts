@@ -1,5 +1,6 @@
 import type { RouteDecision, Target } from '../../lib/context';
 import { GatewayError } from '../../lib/errors';
+import type { TargetHealth } from '../../lib/health';
 import { listPrice, type Prices } from '../../lib/llm/prices';
 import type { RouterConfig, RouterTarget } from '../../schemas/ai-router';
 
@@ -40,7 +41,10 @@ function pricesOf(t: RouterTarget): { prices?: Prices } {
   return prices ? { prices } : {};
 }
 
-/** Picks the target for a requested model: a target name, else a target's model, else the default. */
+/**
+ * Picks the target for a requested model: a target name, else a target serving that model
+ * (the first whose circuit breaker is not open), else the default.
+ */
 export class TargetTable {
   private readonly byName: Map<string, Target>;
   private readonly fallback?: Target;
@@ -49,6 +53,8 @@ export class TargetTable {
     private readonly targets: Target[],
     defaultTarget: string | undefined,
     private readonly exposeTarget: boolean,
+    /** Breaker state written by ai-fallback: among targets serving a model, an open one is passed over. */
+    private readonly health?: TargetHealth,
   ) {
     this.byName = new Map(targets.map((t) => [t.name, t]));
     this.fallback = defaultTarget ? this.byName.get(defaultTarget) : undefined;
@@ -64,8 +70,13 @@ export class TargetTable {
     if (model !== undefined) {
       const named = this.byName.get(model);
       if (named) return decide(named, 'target name');
-      const serving = this.targets.find((t) => t.model === model);
-      if (serving) return decide(serving, 'target model');
+      const serving = this.targets.filter((t) => t.model === model);
+      if (serving.length > 0) {
+        const healthy = serving.find((t) => this.health?.state(t) !== 'open');
+        if (healthy && healthy !== serving[0])
+          return decide(healthy, 'target model, passing over open breakers');
+        return decide(serving[0]!, 'target model');
+      }
     }
     if (this.fallback) return decide(this.fallback, 'default target');
     if (model === undefined) {

@@ -85,6 +85,26 @@ beforeAll(async () => {
         ...permissive,
         hedge: { enabled: true, percentile: 50, min_samples: 5, min_delay_ms: 20, default_delay_ms: 60_000 },
       }),
+      {
+        name: 'twins',
+        path: '/twins',
+        plugins: [
+          {
+            name: 'ai-router',
+            config: {
+              targets: [
+                target('twin-a', a, { model: 'twin-model' }),
+                target('twin-b', b, { model: 'twin-model' }),
+              ],
+            },
+          },
+          {
+            name: 'ai-fallback',
+            config: { breaker: { min_requests: 2, failure_rate: 0.5, cooldown_ms: 60_000 } },
+          },
+          { name: 'ai-metrics' },
+        ],
+      },
       route('hedge-nobudget', {
         breaker: { enabled: false },
         retry_budget: { ratio: 0, min_retries_per_s: 0 },
@@ -407,6 +427,20 @@ describe('circuit breaker', () => {
     expect(a.requests).toHaveLength(1);
     await new Promise((r) => setTimeout(r, 350));
     answeredBy(await postChat(gw.kong, '/brk', chatBody({ model: 'a' })), 'a', 0);
+  });
+});
+
+describe('ai-router reads the breakers', () => {
+  it('a request for a model goes to a target serving it whose breaker is not open', async () => {
+    a.setFault({ kind: 'status', status: 500 });
+    // No chain: the first target's failures reach the client, and open its breaker.
+    for (let i = 0; i < 2; i++) {
+      expect((await postChat(gw.kong, '/twins', chatBody({ model: 'twin-model' }))).status).toBe(500);
+    }
+    const res = await postChat(gw.kong, '/twins', chatBody({ model: 'twin-model' }));
+    answeredBy(res, 'twin-b', 0);
+    expect((await logLine(res)).route_reason).toBe('target model, passing over open breakers');
+    expect(a.requests).toHaveLength(2);
   });
 });
 

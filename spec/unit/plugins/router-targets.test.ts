@@ -1,4 +1,5 @@
 import type { GatewayError } from '../../../lib/errors';
+import { TargetHealth } from '../../../lib/health';
 import { resolveTargets, TargetTable } from '../../../plugins/ai-router/targets';
 import { routerConfig } from '../../../schemas/ai-router';
 
@@ -56,6 +57,37 @@ describe('TargetTable', () => {
     expect(table.route('gpt-4o')).toMatchObject({ targets: [{ name: 'smart' }], reason: 'target model' });
     expect(table.route('unknown')).toMatchObject({ targets: [{ name: 'fast' }], reason: 'default target' });
     expect(table.route(undefined)).toMatchObject({ targets: [{ name: 'fast' }] });
+  });
+
+  it('among targets serving the requested model, passes over one whose breaker is open', () => {
+    const twins = resolveTargets(
+      config({
+        targets: [
+          { name: 'openai-mini', model: 'gpt-4o-mini', base_url: 'https://api.openai.com/v1' },
+          { name: 'azure-mini', model: 'gpt-4o-mini', base_url: 'https://example.openai.azure.com/v1' },
+        ],
+      }),
+      {},
+    );
+    const health = new TargetHealth();
+    const table = new TargetTable(twins, undefined, true, health);
+    expect(table.route('gpt-4o-mini')).toMatchObject({
+      targets: [{ name: 'openai-mini' }],
+      reason: 'target model',
+    });
+    health.update(twins[0]!, 'open', Date.now() + 60_000);
+    expect(table.route('gpt-4o-mini')).toMatchObject({
+      targets: [{ name: 'azure-mini' }],
+      reason: 'target model, passing over open breakers',
+    });
+    // A target named explicitly is the client's choice: ai-fallback decides what its breaker means.
+    expect(table.route('openai-mini')).toMatchObject({ targets: [{ name: 'openai-mini' }] });
+    // Every one open: the first, as before (ai-fallback's panic rule applies there).
+    health.update(twins[1]!, 'open', Date.now() + 60_000);
+    expect(table.route('gpt-4o-mini')).toMatchObject({ targets: [{ name: 'openai-mini' }] });
+    // Half open again: the first may be probed.
+    health.update(twins[0]!, 'open', Date.now() - 1);
+    expect(table.route('gpt-4o-mini')).toMatchObject({ targets: [{ name: 'openai-mini' }] });
   });
 
   it('refuses unknown models with 404 and a missing model with 400 when there is no default', () => {
