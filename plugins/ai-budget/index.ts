@@ -202,9 +202,9 @@ function classShare(ctx: RequestContext, config: BudgetConfig): number {
 function tightest(counters: Counter[], charges: BudgetCharge[], result: ReserveResult): string {
   let best = 0;
   let room = Infinity;
-  counters.forEach((c, i) => {
-    const left = charges[i]!.cap - (result.used[i] ?? 0);
-    if (charges[i]!.hard && left < room) {
+  charges.forEach((charge, i) => {
+    const left = charge.cap - (result.used[i] ?? 0);
+    if (charge.hard && left < room) {
       room = left;
       best = i;
     }
