@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { TargetHealth } from '../health';
+import { listen } from '../listen';
 import type { Logger } from '../log/logger';
 import type { Store } from '../store';
 import { SUITE_VERSION } from '../version';
@@ -77,13 +78,7 @@ export async function startAdmin(options: AdminOptions): Promise<AdminServer> {
         res.end(text);
       });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { port: options.port, host: options.host ?? '127.0.0.1' });
   return {
     port: (server.address() as AddressInfo).port,
     close: () =>

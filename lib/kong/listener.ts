@@ -1,6 +1,7 @@
 import { unlinkSync } from 'node:fs';
 import net from 'node:net';
 import { decode, encode } from '@msgpack/msgpack';
+import { listen } from '../listen';
 import type { Logger } from '../log/logger';
 import { scanFrame } from './msgpack-frame';
 
@@ -13,7 +14,7 @@ export interface RpcDispatcher {
  * request `[0, msgid, method, args]`, response `[1, msgid, error, result]`.
  * Kong opens a connection per call; several calls may share a kept-alive connection.
  */
-export function listenRpc(
+export async function listenRpc(
   socketPath: string,
   dispatcher: RpcDispatcher,
   logger: Logger,
@@ -24,14 +25,9 @@ export function listenRpc(
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const server = net.createServer((conn) => serveConnection(conn, dispatcher, logger));
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => {
-      server.off('error', reject);
-      server.on('error', (err) => logger.error({ err, socket: socketPath }, 'rpc socket error'));
-      resolve(server);
-    });
-  });
+  await listen(server, { path: socketPath });
+  server.on('error', (err) => logger.error({ err, socket: socketPath }, 'rpc socket error'));
+  return server;
 }
 
 function serveConnection(conn: net.Socket, dispatcher: RpcDispatcher, logger: Logger): void {

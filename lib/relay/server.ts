@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { CONTEXT_HEADER, type ContextStore, ticketIds } from '../context';
 import { GatewayError, toGatewayError } from '../errors';
+import { listen } from '../listen';
 import type { RequestLimitsInput } from '../llm/request';
 import type { Logger } from '../log/logger';
 import { Exchange } from './exchange';
@@ -102,13 +103,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
   server.keepAliveTimeout = KEEP_ALIVE_MS;
   server.headersTimeout = KEEP_ALIVE_MS + 1_000;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, { port: options.port, host: options.host ?? '127.0.0.1' });
 
   return {
     port: (server.address() as AddressInfo).port,
