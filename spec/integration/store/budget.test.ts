@@ -5,7 +5,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { GatewayError } from '../../../lib/errors';
 import { createLogger } from '../../../lib/log/logger';
 import {
   type BudgetCharge,
@@ -15,18 +14,10 @@ import {
   type ReserveRequest,
   type Store,
 } from '../../../lib/store';
+import { rejection } from '../../support/errors';
 import { sharedRedisUrl } from '../../support/redis';
 
 const quietLogger = createLogger({ level: 'silent' });
-
-async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof GatewayError)) throw new Error(`expected a GatewayError, got ${String(err)}`);
-  return err;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

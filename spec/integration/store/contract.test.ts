@@ -4,21 +4,12 @@
  * values, binary data), this suite is what keeps them the same.
  */
 import { randomUUID } from 'node:crypto';
-import { GatewayError } from '../../../lib/errors';
 import { createLogger } from '../../../lib/log/logger';
 import { createStore, key, parseStoreConfig, type Store } from '../../../lib/store';
+import { rejection } from '../../support/errors';
 import { sharedRedisUrl } from '../../support/redis';
 
 const quietLogger = createLogger({ level: 'silent' });
-
-async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof GatewayError)) throw new Error(`expected a GatewayError, got ${String(err)}`);
-  return err;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,19 +1,10 @@
-import { GatewayError } from '../../../lib/errors';
 import { MemoryStore } from '../../../lib/store/memory';
+import { rejection } from '../../support/errors';
 
 /** A clock the test moves by hand. */
 function manualClock(start = 1_000) {
   let now = start;
   return { now: () => now, advance: (ms: number) => (now += ms) };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof GatewayError)) throw new Error(`expected a GatewayError, got ${String(err)}`);
-  return err;
 }
 
 describe('MemoryStore', () => {
