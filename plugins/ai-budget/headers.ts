@@ -16,20 +16,37 @@ export function budgetHeaders(
 ): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const kind of ['tokens', 'cost-usd'] as const) {
-    let tightest: { i: number; remaining: number } | undefined;
-    counters.forEach((c, i) => {
-      if ((c.limit.unit === 'cost_usd') !== (kind === 'cost-usd') || !charges[i]!.hard) return;
-      const remaining = Math.max(0, charges[i]!.cap - (result.used[i] ?? 0));
-      if (!tightest || remaining < tightest.remaining) tightest = { i, remaining };
-    });
-    if (!tightest) continue;
-    const { i, remaining } = tightest;
+    const i = tightest(
+      charges,
+      result,
+      (k) => (counters[k]!.limit.unit === 'cost_usd') === (kind === 'cost-usd'),
+    );
+    if (i === undefined) continue;
+    const remaining = Math.max(0, charges[i]!.cap - (result.used[i] ?? 0));
     const show = (n: number) => (kind === 'tokens' ? String(n) : usd(n));
     headers[`x-ratelimit-limit-${kind}`] = show(charges[i]!.cap);
     headers[`x-ratelimit-remaining-${kind}`] = show(remaining);
     headers[`x-ratelimit-reset-${kind}`] = resetText(counters[i]!.slot.resetsAt - now);
   }
   return headers;
+}
+
+/** Index of the hard charge with the least room left (among those `among` accepts), if any. */
+export function tightest(
+  charges: readonly BudgetCharge[],
+  result: ReserveResult,
+  among: (i: number) => boolean = () => true,
+): number | undefined {
+  let best: number | undefined;
+  let room = Infinity;
+  charges.forEach((charge, i) => {
+    const left = charge.cap - (result.used[i] ?? 0);
+    if (charge.hard && among(i) && left < room) {
+      room = left;
+      best = i;
+    }
+  });
+  return best;
 }
 
 /** Nano-USD as USD with up to 6 decimals, rounded down (never promises more than is left). */

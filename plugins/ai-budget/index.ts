@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { KongFacts, RequestContext } from '../../lib/context';
 import { GatewayError } from '../../lib/errors';
 import { definePlugin, type Suite } from '../../lib/kong/plugin';
-import { type BudgetCharge, MemoryStore, type ReserveResult, type Store } from '../../lib/store';
+import { MemoryStore, type ReserveResult, type Store } from '../../lib/store';
 import { type BudgetConfig, budgetConfig } from '../../schemas/ai-budget';
 import { BudgetAdmin } from './admin';
 import {
@@ -14,7 +14,7 @@ import {
   limitOutput,
   outputWanted,
 } from './charges';
-import { budgetHeaders } from './headers';
+import { budgetHeaders, tightest } from './headers';
 import { BudgetMetrics } from './metrics';
 import { Reservation } from './reservation';
 
@@ -135,7 +135,7 @@ export default definePlugin({
           throw exhausted(refusing, now);
         }
         if (result.output < wanted.tokens)
-          metrics.clamped.inc({ limit: tightest(counters, charges, result) });
+          metrics.clamped.inc({ limit: counters[tightest(charges, result) ?? 0]!.limit.name });
 
         if (ctx.body && (result.output < wanted.tokens || !wanted.given)) {
           limitOutput(endpoint, ctx.body, target.model, result.output);
@@ -196,20 +196,6 @@ function classShare(ctx: RequestContext, config: BudgetConfig): number {
     if (share !== undefined) return share;
   }
   return 1;
-}
-
-/** The hard limit with the least room left: the one that clamped the request. */
-function tightest(counters: Counter[], charges: BudgetCharge[], result: ReserveResult): string {
-  let best = 0;
-  let room = Infinity;
-  charges.forEach((charge, i) => {
-    const left = charge.cap - (result.used[i] ?? 0);
-    if (charge.hard && left < room) {
-      room = left;
-      best = i;
-    }
-  });
-  return counters[best]!.limit.name;
 }
 
 function softExceeded(counters: Counter[], result: ReserveResult): string[] {
