@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { AdminRoutes } from '../../../lib/admin/routes';
-import { type AdminServer, startAdmin } from '../../../lib/admin/server';
+import { type AdminOptions, type AdminServer, startAdmin } from '../../../lib/admin/server';
 import { TargetHealth } from '../../../lib/health';
 import { startSuiteServer } from '../../../lib/kong/suite-server';
 import { createStore, MemoryStore, storeConfigFromEnv } from '../../../lib/store';
@@ -32,6 +32,21 @@ afterEach(async () => {
   admin = undefined;
 });
 
+/** An admin endpoint on a free port, with what a test does not give made fresh. */
+async function start(parts: Partial<AdminOptions> = {}): Promise<AdminServer> {
+  const started = await startAdmin({
+    routes: new AdminRoutes(),
+    metrics: new Registry(),
+    port: 0,
+    health: new TargetHealth(),
+    store: new MemoryStore(),
+    logger: captureLogger().logger,
+    ...parts,
+  });
+  admin = started;
+  return started;
+}
+
 const get = async (path: string, method = 'GET') => {
   const res = await fetch(`http://127.0.0.1:${admin!.port}${path}`, { method });
   return {
@@ -42,44 +57,23 @@ const get = async (path: string, method = 'GET') => {
 
 it('GET /health: up, with the store reachable or not', async () => {
   const log = captureLogger();
-  admin = await startAdmin({
-    routes: new AdminRoutes(),
-    metrics: new Registry(),
-    port: 0,
-    health: new TargetHealth(),
-    store: new MemoryStore(),
-    logger: log.logger,
-  });
+  const first = await start({ logger: log.logger });
   expect(await get('/health')).toEqual({
     status: 200,
     body: expect.objectContaining({ status: 'ok', store: 'ok' }),
   });
-  await admin.close();
+  await first.close();
 
   const deadRedis = `redis://127.0.0.1:${await freePort()}/0`;
   const store = createStore(storeConfigFromEnv({ AIGW_STORE: deadRedis }), log.logger);
-  admin = await startAdmin({
-    routes: new AdminRoutes(),
-    metrics: new Registry(),
-    port: 0,
-    health: new TargetHealth(),
-    store,
-    logger: log.logger,
-  });
+  await start({ store, logger: log.logger });
   expect((await get('/health')).body).toMatchObject({ status: 'ok', store: 'unreachable' });
   await store.close().catch(() => undefined);
 });
 
 it('GET /targets: each breaker by target, never its key', async () => {
   const health = new TargetHealth();
-  admin = await startAdmin({
-    routes: new AdminRoutes(),
-    metrics: new Registry(),
-    port: 0,
-    health,
-    store: new MemoryStore(),
-    logger: captureLogger().logger,
-  });
+  await start({ health });
   expect((await get('/targets')).body).toEqual({ object: 'list', data: [] });
   const until = Date.now() + 60_000;
   health.update(target, 'open', until);
@@ -103,14 +97,7 @@ it('GET /metrics: the breaker state per target in Prometheus format', async () =
   const health = new TargetHealth();
   const metrics = new Registry();
   health.exportTo(metrics);
-  admin = await startAdmin({
-    routes: new AdminRoutes(),
-    metrics,
-    port: 0,
-    health,
-    store: new MemoryStore(),
-    logger: captureLogger().logger,
-  });
+  await start({ metrics, health });
   const scrape = async () => {
     const res = await fetch(`http://127.0.0.1:${admin!.port}/metrics`);
     expect(res.headers.get('content-type')).toContain('text/plain');
@@ -128,14 +115,7 @@ it('GET /metrics: the breaker state per target in Prometheus format', async () =
 });
 
 it('an unknown path is a 404 and a write a 405, both as JSON errors', async () => {
-  admin = await startAdmin({
-    routes: new AdminRoutes(),
-    metrics: new Registry(),
-    port: 0,
-    health: new TargetHealth(),
-    store: new MemoryStore(),
-    logger: captureLogger().logger,
-  });
+  await start();
   expect(await get('/nope')).toEqual({
     status: 404,
     body: { error: expect.objectContaining({ code: 'AIGW_NOT_FOUND' }) },
@@ -144,14 +124,7 @@ it('an unknown path is a 404 and a write a 405, both as JSON errors', async () =
 });
 
 it('a port already taken: the suite server logs it and serves on without the admin endpoint', async () => {
-  admin = await startAdmin({
-    routes: new AdminRoutes(),
-    metrics: new Registry(),
-    port: 0,
-    health: new TargetHealth(),
-    store: new MemoryStore(),
-    logger: captureLogger().logger,
-  });
+  const taken = await start();
   const log = captureLogger();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'aigw-admin-'));
   const server = await startSuiteServer({
@@ -162,7 +135,7 @@ it('a port already taken: the suite server logs it and serves on without the adm
     logger: log.logger,
     limits: { max_body_bytes: 1024, max_json_depth: 8 },
     env: { AIGW_STORE: 'memory' },
-    admin: { port: admin.port },
+    admin: { port: taken.port },
   });
   try {
     expect(server.adminPort).toBeUndefined();
