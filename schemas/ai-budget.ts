@@ -5,6 +5,10 @@ const NAME = '^[A-Za-z0-9._:-]+$';
 /** RFC 9110 token characters, lowercase: Kong and the relay see header names in lowercase. */
 const HEADER_NAME = "^[!#$%&'*+.^_`|~0-9a-z-]+$";
 
+/** A request header the config trusts (set by a plugin or proxy in front, never by clients). */
+const trustedHeader = (description: string) =>
+  Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: HEADER_NAME, description }));
+
 const Limit = Type.Object(
   {
     name: Type.String({
@@ -29,14 +33,8 @@ const Limit = Type.Object(
           "Whose usage is counted: Kong's authenticated `consumer` or `credential`, each ACL group of the consumer (`consumer_group`: the `x-consumer-groups` header Kong's acl plugin sets), the `route`, the `service`, everyone (`global`), or the value of a trusted `header`. Requests without that identity share one `anonymous` counter.",
       },
     ),
-    header: Type.Optional(
-      Type.String({
-        minLength: 1,
-        maxLength: 64,
-        pattern: HEADER_NAME,
-        description:
-          'For `scope: header`: the header naming who pays, e.g. one an authentication plugin sets. Only trust a header that clients cannot set themselves.',
-      }),
+    header: trustedHeader(
+      'For `scope: header`: the header naming who pays, e.g. one an authentication plugin sets. Only trust a header that clients cannot set themselves.',
     ),
     window: Type.Union(
       [
@@ -134,14 +132,8 @@ export const budgetSchema = Type.Object({
         description:
           'Priority classes. A request names its class by `header`, else by a consumer tag, else `default_class`; a request of no known class uses all of the cap.',
       }),
-      header: Type.Optional(
-        Type.String({
-          minLength: 1,
-          maxLength: 64,
-          pattern: HEADER_NAME,
-          description:
-            "Trusted header naming the request's class (set by a plugin or proxy in front, never by clients).",
-        }),
+      header: trustedHeader(
+        "Trusted header naming the request's class (set by a plugin or proxy in front, never by clients).",
       ),
       consumer_tag_prefix: Type.String({
         default: 'ai-priority:',
