@@ -344,35 +344,36 @@ describe('ai-router Kong schema', () => {
 });
 
 describe('other plugins', () => {
-  it('ai-metrics has two booleans with defaults', () => {
-    expect(pluginConfigs['ai-metrics'].kongSchema()).toEqual({
-      name: 'ai-metrics',
-      fields: [
-        {
-          config: {
-            type: 'record',
-            fields: [
-              {
-                log_requests: {
-                  type: 'boolean',
-                  required: true,
-                  default: true,
-                  description: expect.stringContaining('one structured JSON line per request'),
-                },
-              },
-              {
-                log_consumer: {
-                  type: 'boolean',
-                  required: true,
-                  default: false,
-                  description: expect.stringContaining('consumer id'),
-                },
-              },
-            ],
-          },
-        },
-      ],
+  it('ai-metrics: flat booleans, nested sink/content/traces records, referenceable collector tokens', () => {
+    const schema = pluginConfigs['ai-metrics'].kongSchema() as unknown as {
+      fields: [{ config: { fields: Record<string, Record<string, unknown>>[] } }];
+    };
+    type Field = Record<string, unknown> & { fields: Record<string, unknown>[] };
+    const fields = Object.assign({}, ...schema.fields[0].config.fields) as Record<string, Field>;
+    expect(Object.keys(fields)).toEqual([
+      'log_requests',
+      'log_consumer',
+      'log_sink',
+      'content',
+      'metrics',
+      'consumer_label',
+      'traces',
+      'prompt_patterns',
+    ]);
+    expect(fields.log_requests).toMatchObject({ type: 'boolean', required: true, default: true });
+    expect(fields.log_consumer).toMatchObject({ type: 'boolean', required: true, default: false });
+    const sink = Object.assign({}, ...fields.log_sink!.fields);
+    expect(sink.type).toMatchObject({
+      type: 'string',
+      default: 'logger',
+      one_of: ['logger', 'file', 'http'],
     });
+    expect(sink.authorization).toMatchObject({ type: 'string', referenceable: true, required: false });
+    const content = Object.assign({}, ...fields.content!.fields);
+    expect(content.prompts).toMatchObject({ type: 'boolean', default: false });
+    expect(content.answers).toMatchObject({ type: 'boolean', default: false });
+    const traces = Object.assign({}, ...fields.traces!.fields);
+    expect(traces.authorization).toMatchObject({ referenceable: true });
   });
 
   it.each(['ai-semantic-cache'] as const)('%s has an empty config record', (name) => {
