@@ -1,0 +1,9 @@
+export type { Embedder } from './embedder';
+export {
+  LOCAL_EMBEDDER_DEFAULT_DIMENSIONS,
+  LOCAL_EMBEDDER_DEFAULT_THRESHOLD,
+  LOCAL_EMBEDDER_VERSION,
+  LocalEmbedder,
+  type LocalEmbedderOptions,
+  MAX_FEATURE_CHARS,
+} from './local';
