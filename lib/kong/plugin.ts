@@ -26,6 +26,11 @@ export interface Suite {
   readonly admin: AdminRoutes;
   /** Prometheus metrics of this node, served on the admin endpoint's `/metrics`. */
   readonly metrics: Registry;
+  /**
+   * Runs fn when the server closes, once the traffic has drained: plugins flush what they
+   * buffer (log lines, spans). Awaited, with a bounded wait.
+   */
+  onClose(fn: () => Promise<void> | void): void;
 }
 
 export interface RequestLimits {

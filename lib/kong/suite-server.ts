@@ -13,6 +13,9 @@ import { listenRpc } from './listener';
 import type { RequestLimits, Suite, SuitePlugin } from './plugin';
 import { PluginServer, type PluginServerOptions } from './plugin-server';
 
+/** Longest wait for the plugins' close hooks (flushing logs and spans). */
+const CLOSE_HOOKS_MS = 5_000;
+
 export interface SuiteServerOptions {
   plugins: readonly SuitePlugin[];
   socketDir: string;
@@ -51,7 +54,17 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   const health = new TargetHealth();
   health.exportTo(metrics);
   const admin = new AdminRoutes();
-  const suite: Suite = { contexts, store, logger, limits: options.limits, health, admin, metrics };
+  const closeHooks: Array<() => Promise<void> | void> = [];
+  const suite: Suite = {
+    contexts,
+    store,
+    logger,
+    limits: options.limits,
+    health,
+    admin,
+    metrics,
+    onClose: (fn) => void closeHooks.push(fn),
+  };
   const plugins = new PluginServer(options.plugins, suite, options.pluginServer);
   mkdirSync(options.socketDir, { recursive: true });
   const sockets: Server[] = [];
@@ -94,6 +107,9 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
       await adminServer?.close();
       await Promise.race([relay.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
       plugins.close();
+      // A collector that is down must not hold the shutdown: the hooks get a bounded wait.
+      const hooks = Promise.allSettled(closeHooks.map(async (fn) => fn()));
+      await Promise.race([hooks, new Promise((r) => setTimeout(r, CLOSE_HOOKS_MS).unref())]);
       contexts.close();
       await store.close().catch(() => undefined);
     },
