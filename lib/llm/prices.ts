@@ -61,3 +61,21 @@ export function nanoUsdPerToken(perMillion: number): number {
 }
 
 export const NANO_USD = 1e9;
+
+/**
+ * What a request's tokens cost; cached prompt tokens at the cached price when there is one.
+ * `perToken` turns a price per 1M tokens into the unit wanted (USD by default; budgets count
+ * integer nano-USD with `nanoUsdPerToken`).
+ */
+export function usageCost(
+  prices: Prices,
+  usage: { input_tokens: number; output_tokens: number; cached_input_tokens?: number },
+  perToken: (perMillion: number) => number = (perMillion) => perMillion / 1_000_000,
+): number {
+  const cached = Math.min(usage.cached_input_tokens ?? 0, usage.input_tokens);
+  return (
+    (usage.input_tokens - cached) * perToken(prices.input_per_1m) +
+    cached * perToken(prices.cached_input_per_1m ?? prices.input_per_1m) +
+    usage.output_tokens * perToken(prices.output_per_1m)
+  );
+}

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Endpoint, Usage } from '../../lib/context';
-import { NANO_USD, nanoUsdPerToken, type Prices } from '../../lib/llm/prices';
+import { NANO_USD, nanoUsdPerToken, type Prices, usageCost } from '../../lib/llm/prices';
 import { type BudgetCharge, key } from '../../lib/store';
 import type { BudgetLimit } from '../../schemas/ai-budget';
 import { type WindowSlot, windowSlot } from './windows';
@@ -142,15 +142,8 @@ export function actualAmount(unit: BudgetLimit['unit'], usage: Usage | undefined
       return usage.input_tokens;
     case 'output_tokens':
       return usage.output_tokens;
-    case 'cost_usd': {
-      if (!prices) return 0;
-      const cached = Math.min(usage.cached_input_tokens ?? 0, usage.input_tokens);
-      return (
-        (usage.input_tokens - cached) * nanoUsdPerToken(prices.input_per_1m) +
-        cached * nanoUsdPerToken(prices.cached_input_per_1m ?? prices.input_per_1m) +
-        usage.output_tokens * nanoUsdPerToken(prices.output_per_1m)
-      );
-    }
+    case 'cost_usd':
+      return prices ? usageCost(prices, usage, nanoUsdPerToken) : 0;
   }
 }
 
