@@ -20,6 +20,11 @@ export { RedisStore, reconnectDelay } from './redis';
 export {
   type ActualUsage,
   type BudgetCharge,
+  type CacheLimits,
+  type CachePutResult,
+  type CacheRecord,
+  type CacheScan,
+  MAX_CACHE_SCAN,
   MAX_CHARGES,
   type ReserveRequest,
   type ReserveResult,

@@ -1,7 +1,11 @@
 import { LRUCache } from 'lru-cache';
 import {
   type ActualUsage,
+  type CacheLimits,
+  type CachePutResult,
+  type CacheScan,
   checkBudgetKeys,
+  checkCacheCall,
   checkIncrement,
   checkReserve,
   checkSettle,
@@ -36,6 +40,16 @@ interface Holds {
   byId: Map<string, { amount: number; expiresAt: number }>;
 }
 
+/** One cache namespace: entries by id, and their ids in write order (stale items skipped, compacted now and then). */
+interface CacheSpace {
+  entries: Map<string, { value: Buffer; cursor: number }>;
+  order: Array<{ id: string; cursor: number }>;
+  /** Index of the first item of `order` still to consider. */
+  start: number;
+  /** Cursor of the last write. */
+  last: number;
+}
+
 export const DEFAULT_MAX_ENTRIES = 100_000;
 const DEFAULT_SWEEP_INTERVAL_MS = 10_000;
 
@@ -48,6 +62,8 @@ const DEFAULT_SWEEP_INTERVAL_MS = 10_000;
 export class MemoryStore implements Store {
   readonly kind = 'memory';
   private readonly entries: LRUCache<string, Entry>;
+  /** Cache namespaces, each bounded by its own maxEntries (not by the LRU above). */
+  private readonly caches = new Map<string, CacheSpace>();
   private readonly now: () => number;
   private readonly sweepTimer: NodeJS.Timeout;
   private closed = false;
@@ -176,6 +192,97 @@ export class MemoryStore implements Store {
     this.entries.delete(key);
   }
 
+  async cachePut(ns: string, id: string, value: Buffer, limits: CacheLimits): Promise<CachePutResult> {
+    this.checkOpen();
+    checkCacheCall('cachePut', ns, { id, ttlMs: limits.ttlMs, maxEntries: limits.maxEntries });
+    let space = this.caches.get(ns);
+    if (!space) {
+      space = { entries: new Map(), order: [], start: 0, last: 0 };
+      this.caches.set(ns, space);
+    }
+    const cursor = Math.max(Math.floor(this.now() * 1000), space.last + 1);
+    space.last = cursor;
+    space.entries.set(id, { value: Buffer.from(value), cursor });
+    space.order.push({ id, cursor });
+    let removed = this.expireCache(space, limits.ttlMs);
+    while (space.entries.size > limits.maxEntries) {
+      const oldest = this.nextLive(space);
+      if (!oldest) break;
+      space.entries.delete(oldest.id);
+      space.start++;
+      removed++;
+    }
+    this.compact(space);
+    return { removed };
+  }
+
+  async cacheGet(ns: string, id: string, ttlMs: number): Promise<Buffer | null> {
+    this.checkOpen();
+    checkCacheCall('cacheGet', ns, { id, ttlMs });
+    const entry = this.caches.get(ns)?.entries.get(id);
+    if (!entry || entry.cursor < this.cacheCutoff(ttlMs)) return null;
+    return Buffer.from(entry.value);
+  }
+
+  async cacheScan(ns: string, cursor: number, limit: number, ttlMs: number): Promise<CacheScan> {
+    this.checkOpen();
+    checkCacheCall('cacheScan', ns, { ttlMs, limit, cursor });
+    const space = this.caches.get(ns);
+    if (!space) return { records: [], cursor, more: false };
+    const after = Math.max(cursor, this.cacheCutoff(ttlMs) - 1);
+    // Binary search: the first item written after `after`.
+    let lo = space.start;
+    let hi = space.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (space.order[mid]!.cursor <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    const records: CacheScan['records'] = [];
+    let next = cursor;
+    for (let i = lo; i < space.order.length; i++) {
+      const item = space.order[i]!;
+      const entry = space.entries.get(item.id);
+      if (!entry || entry.cursor !== item.cursor) continue;
+      if (records.length === limit) return { records, cursor: next, more: true };
+      records.push({ id: item.id, value: Buffer.from(entry.value), cursor: item.cursor });
+      next = item.cursor;
+    }
+    return { records, cursor: next, more: false };
+  }
+
+  async cacheDelete(ns: string, id: string): Promise<boolean> {
+    this.checkOpen();
+    checkCacheCall('cacheDelete', ns, { id });
+    const space = this.caches.get(ns);
+    if (!space?.entries.delete(id)) return false;
+    this.compact(space);
+    return true;
+  }
+
+  async cachePurge(ns: string): Promise<number> {
+    this.checkOpen();
+    checkCacheCall('cachePurge', ns, {});
+    const count = this.caches.get(ns)?.entries.size ?? 0;
+    this.caches.delete(ns);
+    return count;
+  }
+
+  async cacheCount(ns: string, ttlMs: number): Promise<number> {
+    this.checkOpen();
+    checkCacheCall('cacheCount', ns, { ttlMs });
+    const space = this.caches.get(ns);
+    if (!space) return 0;
+    // Counts without removing: expired entries go on the next write, as in Redis.
+    const cutoff = this.cacheCutoff(ttlMs);
+    let expired = 0;
+    for (let i = space.start; i < space.order.length && space.order[i]!.cursor < cutoff; i++) {
+      const item = space.order[i]!;
+      if (space.entries.get(item.id)?.cursor === item.cursor) expired++;
+    }
+    return space.entries.size - expired;
+  }
+
   async ping(): Promise<void> {
     this.checkOpen();
   }
@@ -184,6 +291,7 @@ export class MemoryStore implements Store {
     this.closed = true;
     clearInterval(this.sweepTimer);
     this.entries.clear();
+    this.caches.clear();
   }
 
   /** Drops every expired entry; returns how many. Runs on a timer, callable directly. */
@@ -194,7 +302,49 @@ export class MemoryStore implements Store {
       if (entry.expiresAt <= now) expired.push(key);
     }
     for (const key of expired) this.entries.delete(key);
+    for (const [ns, space] of this.caches) if (space.entries.size === 0) this.caches.delete(ns);
     return expired.length;
+  }
+
+  /** Oldest write time a cache entry may have and still count, as a cursor (µs). */
+  private cacheCutoff(ttlMs: number): number {
+    return Math.floor((this.now() - ttlMs) * 1000);
+  }
+
+  /** The oldest live item of a namespace's write order, skipping stale ones. */
+  private nextLive(space: CacheSpace): { id: string; cursor: number } | undefined {
+    while (space.start < space.order.length) {
+      const item = space.order[space.start]!;
+      if (space.entries.get(item.id)?.cursor === item.cursor) return item;
+      space.start++;
+    }
+    return undefined;
+  }
+
+  /** Drops entries older than the TTL (the oldest come first); returns how many. */
+  private expireCache(space: CacheSpace, ttlMs: number): number {
+    const cutoff = this.cacheCutoff(ttlMs);
+    let removed = 0;
+    for (let item = this.nextLive(space); item && item.cursor < cutoff; item = this.nextLive(space)) {
+      space.entries.delete(item.id);
+      space.start++;
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Rebuilds the write order once stale items outnumber live ones. */
+  private compact(space: CacheSpace): void {
+    if (space.order.length - space.start <= 2 * space.entries.size + 64) {
+      if (space.start > 4096 && space.start * 2 > space.order.length) {
+        space.order = space.order.slice(space.start);
+        space.start = 0;
+      }
+      return;
+    }
+    space.order = [...space.entries].map(([id, e]) => ({ id, cursor: e.cursor }));
+    space.order.sort((a, b) => a.cursor - b.cursor);
+    space.start = 0;
   }
 
   /** The entry if present and not expired; an expired one is removed on the way. */

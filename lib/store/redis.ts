@@ -1,10 +1,14 @@
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log/logger';
 import { parseRedisUrl, type RedisConfig } from './config';
-import { budgetKeys, SCRIPTS, type ScriptCommands } from './scripts';
+import { budgetKeys, cacheKeys, SCRIPTS, type ScriptCommands } from './scripts';
 import {
   type ActualUsage,
+  type CacheLimits,
+  type CachePutResult,
+  type CacheScan,
   checkBudgetKeys,
+  checkCacheCall,
   checkIncrement,
   checkReserve,
   checkSettle,
@@ -132,6 +136,54 @@ export class RedisStore implements Store {
   async resetBudget(key: string): Promise<void> {
     checkBudgetKeys('resetBudget', [key]);
     await this.call('resetBudget', () => this.client.del(...budgetKeys(this.prefix + key)));
+  }
+
+  async cachePut(ns: string, id: string, value: Buffer, limits: CacheLimits): Promise<CachePutResult> {
+    checkCacheCall('cachePut', ns, { id, ttlMs: limits.ttlMs, maxEntries: limits.maxEntries });
+    const [entries, order] = cacheKeys(this.prefix + ns);
+    const removed = await this.call('cachePut', () =>
+      this.client.aigwCachePut(entries, order, id, value, Math.ceil(limits.ttlMs), limits.maxEntries),
+    );
+    return { removed: Number(removed) };
+  }
+
+  async cacheGet(ns: string, id: string, ttlMs: number): Promise<Buffer | null> {
+    checkCacheCall('cacheGet', ns, { id, ttlMs });
+    const [entries, order] = cacheKeys(this.prefix + ns);
+    return this.call('cacheGet', () => this.client.aigwCacheGetBuffer(entries, order, id, Math.ceil(ttlMs)));
+  }
+
+  async cacheScan(ns: string, cursor: number, limit: number, ttlMs: number): Promise<CacheScan> {
+    checkCacheCall('cacheScan', ns, { ttlMs, limit, cursor });
+    const [entries, order] = cacheKeys(this.prefix + ns);
+    const reply = await this.call('cacheScan', () =>
+      this.client.aigwCacheScanBuffer(entries, order, cursor, limit, Math.ceil(ttlMs)),
+    );
+    const records: CacheScan['records'] = [];
+    let next = cursor;
+    for (let i = 1; i + 2 < reply.length; i += 3) {
+      next = Number(String(reply[i + 1]));
+      records.push({ id: String(reply[i]), cursor: next, value: reply[i + 2]! });
+    }
+    return { records, cursor: next, more: String(reply[0]) === '1' };
+  }
+
+  async cacheDelete(ns: string, id: string): Promise<boolean> {
+    checkCacheCall('cacheDelete', ns, { id });
+    const [entries, order] = cacheKeys(this.prefix + ns);
+    return (await this.call('cacheDelete', () => this.client.aigwCacheDelete(entries, order, id))) === 1;
+  }
+
+  async cachePurge(ns: string): Promise<number> {
+    checkCacheCall('cachePurge', ns, {});
+    const [entries, order] = cacheKeys(this.prefix + ns);
+    return Number(await this.call('cachePurge', () => this.client.aigwCachePurge(entries, order)));
+  }
+
+  async cacheCount(ns: string, ttlMs: number): Promise<number> {
+    checkCacheCall('cacheCount', ns, { ttlMs });
+    const [, order] = cacheKeys(this.prefix + ns);
+    return Number(await this.call('cacheCount', () => this.client.aigwCacheCount(order, Math.ceil(ttlMs))));
   }
 
   async ping(): Promise<void> {

@@ -87,6 +87,28 @@ end
 `;
 
 /**
+ * Where a cache namespace keeps its entries in Redis: a hash (id -> encoded entry) and a sorted
+ * set of the same ids scored by write time (Redis server time in µs, made strictly increasing
+ * per namespace, so a scan's cursor never skips an entry). The suffixes keep the namespace's
+ * hash tag, and key() output can never end in braces, so no other key looks like them.
+ */
+export function cacheKeys(ns: string): [string, string] {
+  return [`${ns}:{entries}`, `${ns}:{order}`];
+}
+
+/** Shared by the cache scripts: the Redis clock in µs, so every node orders writes the same way. */
+const CACHE_LIB = `
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function int(n)
+  return string.format('%d', n)
+end
+`;
+
+/**
  * Lua scripts the Redis store registers with ioredis (`scripts` option): ioredis sends each
  * with EVAL once per connection, then EVALSHA, and re-sends it after a Redis restart flushed
  * the script cache. Keys passed to a script must share one hash tag (see `key()`) so the
@@ -234,6 +256,109 @@ release_expired(KEYS[2], KEYS[3], now_ms())
 return { int(committed(KEYS[1])), redis.call('HGET', KEYS[2], '') or '0' }
 `,
   },
+
+  /**
+   * Store.cachePut. KEYS: entries hash, order set. ARGV: id, value, ttlMs, maxEntries.
+   * Returns how many entries the write removed (expired, then the oldest past maxEntries).
+   */
+  aigwCachePut: {
+    numberOfKeys: 2,
+    lua: `${CACHE_LIB}
+local entries, order = KEYS[1], KEYS[2]
+local id, ttl, max = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_us()
+local cursor = now
+local top = redis.call('ZRANGE', order, -1, -1, 'WITHSCORES')
+if top[2] and tonumber(top[2]) >= cursor then
+  cursor = tonumber(top[2]) + 1
+end
+redis.call('HSET', entries, id, ARGV[2])
+redis.call('ZADD', order, int(cursor), id)
+local removed = 0
+local expired = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. int(now - ttl * 1000))
+for i = 1, #expired, 1000 do
+  local batch = { unpack(expired, i, math.min(i + 999, #expired)) }
+  redis.call('HDEL', entries, unpack(batch))
+  redis.call('ZREM', order, unpack(batch))
+end
+removed = removed + #expired
+local over = redis.call('ZCARD', order) - max
+if over > 0 then
+  local oldest = redis.call('ZRANGE', order, 0, over - 1)
+  for i = 1, #oldest, 1000 do
+    redis.call('HDEL', entries, unpack(oldest, i, math.min(i + 999, #oldest)))
+  end
+  redis.call('ZREMRANGEBYRANK', order, 0, over - 1)
+  removed = removed + over
+end
+-- A namespace nobody writes to any more goes away with its last entry.
+redis.call('PEXPIRE', entries, int(ttl))
+redis.call('PEXPIRE', order, int(ttl))
+return removed
+`,
+  },
+  /** Store.cacheGet. KEYS: entries hash, order set. ARGV: id, ttlMs. The entry, or nil. */
+  aigwCacheGet: {
+    numberOfKeys: 2,
+    lua: `${CACHE_LIB}
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) < now_us() - tonumber(ARGV[2]) * 1000 then
+  return false
+end
+return redis.call('HGET', KEYS[1], ARGV[1])
+`,
+  },
+  /**
+   * Store.cacheScan. KEYS: entries hash, order set. ARGV: cursor, limit, ttlMs. Returns
+   * more (1 or 0), then id, cursor, value for each record, oldest first.
+   */
+  aigwCacheScan: {
+    numberOfKeys: 2,
+    lua: `${CACHE_LIB}
+local after = math.max(tonumber(ARGV[1]), now_us() - tonumber(ARGV[3]) * 1000 - 1)
+local limit = tonumber(ARGV[2])
+local items = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. int(after), '+inf', 'WITHSCORES', 'LIMIT', 0, limit + 1)
+local out = { 0 }
+local n = math.min(#items / 2, limit)
+if #items / 2 > limit then
+  out[1] = 1
+end
+for i = 1, n do
+  local id = items[2 * i - 1]
+  local value = redis.call('HGET', KEYS[1], id)
+  if value then
+    out[#out + 1] = id
+    out[#out + 1] = int(tonumber(items[2 * i]))
+    out[#out + 1] = value
+  end
+end
+return out
+`,
+  },
+  /** Store.cacheDelete. KEYS: entries hash, order set. ARGV: id. Returns 1 when it was there. */
+  aigwCacheDelete: {
+    numberOfKeys: 2,
+    lua: `
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+`,
+  },
+  /** Store.cachePurge. KEYS: entries hash, order set. Returns how many entries there were. */
+  aigwCachePurge: {
+    numberOfKeys: 2,
+    lua: `
+local n = redis.call('HLEN', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+return n
+`,
+  },
+  /** Store.cacheCount. KEYS: order set. ARGV: ttlMs. */
+  aigwCacheCount: {
+    numberOfKeys: 1,
+    lua: `${CACHE_LIB}
+return redis.call('ZCOUNT', KEYS[1], int(now_us() - tonumber(ARGV[1]) * 1000), '+inf')
+`,
+  },
 } as const;
 
 /** The commands ioredis adds to a client for `SCRIPTS`, typed. */
@@ -246,4 +371,24 @@ export interface ScriptCommands {
   aigwReserve(numberOfKeys: number, ...keysAndArgs: Array<string | number>): Promise<string[]>;
   aigwSettle(numberOfKeys: number, ...keysAndArgs: Array<string | number>): Promise<null>;
   aigwBudgetUsage(counter: string, held: string, expiry: string): Promise<string[]>;
+  aigwCachePut(
+    entries: string,
+    order: string,
+    id: string,
+    value: Buffer,
+    ttlMs: number,
+    max: number,
+  ): Promise<number>;
+  aigwCacheGetBuffer(entries: string, order: string, id: string, ttlMs: number): Promise<Buffer | null>;
+  /** Raw: more flag, then id, cursor, value triples, all as Buffers. */
+  aigwCacheScanBuffer(
+    entries: string,
+    order: string,
+    cursor: number,
+    limit: number,
+    ttlMs: number,
+  ): Promise<Buffer[]>;
+  aigwCacheDelete(entries: string, order: string, id: string): Promise<number>;
+  aigwCachePurge(entries: string, order: string): Promise<number>;
+  aigwCacheCount(order: string, ttlMs: number): Promise<number>;
 }

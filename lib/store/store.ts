@@ -53,6 +53,27 @@ export interface Store {
   budgetUsage(key: string): Promise<{ used: number; held: number }>;
   /** Clears one counter key: usage and reservations. */
   resetBudget(key: string): Promise<void>;
+  /**
+   * Cache entries (ai-semantic-cache). A namespace `ns` is a key built with key() (its hash tag
+   * keeps the namespace in one Redis Cluster slot); it holds entries by id, in write order.
+   * Stores the entry (replacing one of the same id, which then counts as the newest), drops
+   * entries older than `ttlMs`, then evicts the oldest past `maxEntries`. Atomic.
+   */
+  cachePut(ns: string, id: string, value: Buffer, limits: CacheLimits): Promise<CachePutResult>;
+  /** One entry, or null when absent or older than `ttlMs`. */
+  cacheGet(ns: string, id: string, ttlMs: number): Promise<Buffer | null>;
+  /**
+   * Entries written after `cursor` (0: from the start), oldest first, at most `limit`, none older
+   * than `ttlMs`. Continue with the answer's `cursor` while `more` is true: a node learns what
+   * other nodes wrote this way, and rebuilds its view after a restart.
+   */
+  cacheScan(ns: string, cursor: number, limit: number, ttlMs: number): Promise<CacheScan>;
+  /** Removes one entry; true when it was there. */
+  cacheDelete(ns: string, id: string): Promise<boolean>;
+  /** Removes every entry of the namespace; returns how many there were. */
+  cachePurge(ns: string): Promise<number>;
+  /** Entries of the namespace not older than `ttlMs`. */
+  cacheCount(ns: string, ttlMs: number): Promise<number>;
   /** Resolves when the store answers. The Redis store first waits for a connection in progress. */
   ping(): Promise<void>;
   /** Releases connections and timers; later calls reject. Safe to call twice. */
@@ -110,6 +131,63 @@ export interface ActualUsage {
   amount: number;
   /** As the charge's `ttlMs`. */
   ttlMs: number;
+}
+
+/** What one cache namespace keeps: entries live `ttlMs`, and at most `maxEntries` of them (oldest evicted first). */
+export interface CacheLimits {
+  ttlMs: number;
+  maxEntries: number;
+}
+
+export interface CachePutResult {
+  /** Entries removed by this write: expired ones and the oldest past `maxEntries`. */
+  removed: number;
+}
+
+/** One cache entry as a scan returns it. */
+export interface CacheRecord {
+  id: string;
+  value: Buffer;
+  /** Its place in the namespace's write order (strictly increasing; a store clock in microseconds). */
+  cursor: number;
+}
+
+export interface CacheScan {
+  records: CacheRecord[];
+  /** Pass to the next scan: the last record's cursor, or the one given when nothing was new. */
+  cursor: number;
+  /** More records follow this page. */
+  more: boolean;
+}
+
+/** Most records one cache scan returns. */
+export const MAX_CACHE_SCAN = 1000;
+
+/** Validates a cache call's arguments; throws AIGW_INTERNAL on a caller's bug. */
+export function checkCacheCall(
+  op: string,
+  ns: string,
+  args: { id?: string; ttlMs?: number; maxEntries?: number; limit?: number; cursor?: number },
+): void {
+  if (typeof ns !== 'string' || hashTag(ns) === '') {
+    throw internal(`${op}: a cache namespace is built with key() and carries a hash tag`);
+  }
+  if (args.id !== undefined && (typeof args.id !== 'string' || args.id === '')) {
+    throw internal(`${op}: id must be a non-empty string`);
+  }
+  if (args.ttlMs !== undefined) checkDuration('ttlMs', args.ttlMs);
+  if (args.maxEntries !== undefined && (!Number.isSafeInteger(args.maxEntries) || args.maxEntries < 1)) {
+    throw internal(`${op}: maxEntries must be a positive integer`);
+  }
+  if (
+    args.limit !== undefined &&
+    (!Number.isSafeInteger(args.limit) || args.limit < 1 || args.limit > MAX_CACHE_SCAN)
+  ) {
+    throw internal(`${op}: limit must be an integer from 1 to ${MAX_CACHE_SCAN}`);
+  }
+  if (args.cursor !== undefined && (!Number.isSafeInteger(args.cursor) || args.cursor < 0)) {
+    throw internal(`${op}: cursor must be a non-negative safe integer`);
+  }
 }
 
 /** Most charges (and settled keys) one call may carry. */
