@@ -243,10 +243,11 @@ const IMAGE = {
   root: '/opt/kong-ai-gateway',
   kongPrefixes: [DEFAULT_KONG_PREFIX],
 };
-const imageEnv = (store: string) => ({
+const imageEnv = (store: string, extra: Record<string, string> = {}) => ({
   AIGW_RELAY_PORT: '8900',
   AIGW_LOG_FILE: '/proc/1/fd/1',
   AIGW_STORE: store,
+  ...extra,
 });
 
 /** The ENV instructions of a Dockerfile, continuation lines joined. */
@@ -261,8 +262,8 @@ function dockerfileEnv(text: string): Record<string, string> {
   return env;
 }
 
-function expectedKongEnv(store: string): Record<string, string> {
-  const defs = suiteServerDefs({ ...IMAGE, env: imageEnv(store) });
+function expectedKongEnv(store: string, extra: Record<string, string> = {}): Record<string, string> {
+  const defs = suiteServerDefs({ ...IMAGE, env: imageEnv(store, extra) });
   const out: Record<string, string> = { KONG_PLUGINS: pluginsValue() };
   for (const line of kongConfLines(defs)) {
     const [k, v] = line.split(' = ', 2) as [string, string];
@@ -291,10 +292,12 @@ describe('Dockerfile and docker-compose.yml hold what kong-conf prints', () => {
     expect(dockerfile).toContain("connect(8900, '127.0.0.1')"); // healthcheck = AIGW_RELAY_PORT
   });
 
-  it('docker-compose.yml: the same start_cmd with Redis as the store', () => {
+  it('docker-compose.yml: the same start_cmd with Redis as the store, admin endpoint on the compose network', () => {
     const kong = compose.services.kong!.environment!;
+    // AIGW_ADMIN_HOST=0.0.0.0: the observability profile's Prometheus scrapes kong:8901.
     expect(kong.KONG_PLUGINSERVER_AI_ROUTER_START_CMD).toBe(
-      expectedKongEnv('redis://redis:6379/0').KONG_PLUGINSERVER_AI_ROUTER_START_CMD,
+      expectedKongEnv('redis://redis:6379/0', { AIGW_ADMIN_HOST: '0.0.0.0' })
+        .KONG_PLUGINSERVER_AI_ROUTER_START_CMD,
     );
     expect(compose.services.redis).toBeDefined();
     expect(kong.KONG_DATABASE).toBe('off');
