@@ -203,10 +203,11 @@ function checkMetrics(config: MetricsConfig): ConfigProblem[] {
     problems.push({ path: 'traces.endpoint', message: 'required when `traces.enabled` is true' });
   }
   config.content.patterns.forEach((p, i) => {
+    const path = `content.patterns[${i}].pattern`;
     try {
-      new RegExp(p.pattern, 'g');
+      if (new RegExp(p.pattern).test('')) problems.push({ path, message: 'matches the empty string' });
     } catch {
-      problems.push({ path: `content.patterns[${i}].pattern`, message: 'is not a valid regular expression' });
+      problems.push({ path, message: 'is not a valid regular expression' });
     }
   });
   return problems;
@@ -219,6 +220,6 @@ export const metricsConfig = definePluginConfig({
   rules: [
     '`log_sink.path` is required for the `file` sink, `log_sink.url` for the `http` sink.',
     '`traces.endpoint` is required when traces are enabled.',
-    'Each `content.patterns[].pattern` must compile as a JavaScript regular expression.',
+    'Each `content.patterns[].pattern` must compile as a JavaScript regular expression that does not match the empty string.',
   ],
 });

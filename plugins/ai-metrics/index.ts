@@ -1,7 +1,12 @@
 import { CONTEXT_HEADER, ticketIds } from '../../lib/context';
-import { definePlugin } from '../../lib/kong/plugin';
+import { definePlugin, type Suite } from '../../lib/kong/plugin';
 import { metricsConfig } from '../../schemas/ai-metrics';
+import { ContentLog } from './content';
 import { buildLogRecord, type KongLogData } from './log-record';
+import { measureRequest, RequestMetrics } from './metrics';
+
+/** One set of metric families per suite, shared by every ai-metrics instance. */
+const metricsOf = new WeakMap<Suite, RequestMetrics>();
 
 /**
  * Observability in the log phase, after the answer has left: one PDK call,
@@ -15,15 +20,28 @@ export default definePlugin({
   phases: ['log'],
   create(config, _keys, suite) {
     const logger = suite.logger.child({ plugin: 'ai-metrics' });
+    let metrics = metricsOf.get(suite);
+    if (!metrics) {
+      metrics = new RequestMetrics(suite.metrics);
+      metricsOf.set(suite, metrics);
+    }
+    const content = new ContentLog(config.content);
     return {
       async log(kong, event) {
         const kongData = JSON.parse(await kong.log.serialize()) as KongLogData;
         const tickets = ticketIds(kongData.request?.headers?.[CONTEXT_HEADER]);
         const ctx = suite.contexts.find(tickets);
         suite.contexts.delete(tickets);
-        // Requests that never reached the relay (refused by Kong or another plugin) are logged too.
+        // Requests that never reached the relay (refused by Kong or another plugin) count too.
+        const measure = measureRequest(ctx, kongData, {
+          consumerLabel: config.consumer_label,
+          logRoundTrips: event.roundTrips,
+        });
+        if (config.metrics) metrics.record(measure);
         if (config.log_requests) {
-          logger.info(buildLogRecord(ctx, kongData, config, event.roundTrips), 'ai request');
+          const record = buildLogRecord(ctx, kongData, measure, config);
+          Object.assign(record, content.fields(ctx?.endpoint, ctx?.body, ctx?.outcome?.answer));
+          logger.info(record, 'ai request');
         }
       },
     };

@@ -1,5 +1,12 @@
 import { RequestContext } from '../../../lib/context';
-import { buildLogRecord } from '../../../plugins/ai-metrics/log-record';
+import { buildLogRecord, type KongLogData } from '../../../plugins/ai-metrics/log-record';
+import { measureRequest } from '../../../plugins/ai-metrics/metrics';
+
+/** The log line as the plugin builds it: measured first, then written. */
+function record(ctx: RequestContext | undefined, kong: KongLogData, logConsumer = false, logRoundTrips = 0) {
+  const measure = measureRequest(ctx, kong, { consumerLabel: false, logRoundTrips });
+  return buildLogRecord(ctx, kong, measure, { log_consumer: logConsumer });
+}
 
 function context() {
   const ctx = new RequestContext({
@@ -55,7 +62,7 @@ const kongData = {
 
 describe('ai-metrics log record', () => {
   it('carries GenAI attributes, the outcome and every round trip of the request', () => {
-    expect(buildLogRecord(context(), kongData, { log_consumer: false }, 2)).toMatchObject({
+    expect(record(context(), kongData, false, 2)).toMatchObject({
       request_id: 'req-1',
       kong_request_id: 'kong-req',
       route_id: 'route-uuid',
@@ -74,11 +81,11 @@ describe('ai-metrics log record', () => {
   });
 
   it('holds no prompt, no key, and the consumer only when asked', () => {
-    const quiet = JSON.stringify(buildLogRecord(context(), kongData, { log_consumer: false }));
+    const quiet = JSON.stringify(record(context(), kongData));
     for (const secret of ['PROMPT-TEXT', 'sk-client-secret', 'sk-provider-secret', 'consumer-uuid']) {
       expect(quiet).not.toContain(secret);
     }
-    expect(buildLogRecord(context(), kongData, { log_consumer: true })).toMatchObject({
+    expect(record(context(), kongData, true)).toMatchObject({
       consumer_id: 'consumer-uuid',
     });
   });
@@ -87,7 +94,7 @@ describe('ai-metrics log record', () => {
     const ctx = context();
     ctx.outcome = undefined;
     ctx.refusal = { status: 404, code: 'AIGW_UNKNOWN_MODEL' };
-    expect(buildLogRecord(ctx, { response: { status: 404 } }, { log_consumer: false })).toMatchObject({
+    expect(record(ctx, { response: { status: 404 } })).toMatchObject({
       status: 404,
       end: 'rejected',
       error_code: 'AIGW_UNKNOWN_MODEL',
@@ -95,7 +102,7 @@ describe('ai-metrics log record', () => {
   });
 
   it('still logs a request that never reached the relay', () => {
-    expect(buildLogRecord(undefined, { response: { status: 400 } }, { log_consumer: false })).toMatchObject({
+    expect(record(undefined, { response: { status: 400 } })).toMatchObject({
       status: 400,
       kong_round_trips: undefined,
     });
