@@ -42,6 +42,7 @@ export interface Ticket {
  */
 export class ContextStore {
   private readonly tickets = new Map<string, Ticket>();
+  private readonly openers: Array<(ctx: RequestContext) => void> = [];
   private readonly options: ContextStoreOptions;
   private readonly timer: NodeJS.Timeout;
 
@@ -85,7 +86,16 @@ export class ContextStore {
       ticket.ctx = ctx;
       ctx.pdkCalls += ticket.roundTrips;
     }
+    for (const prepare of this.openers) prepare(ctx);
     return ctx;
+  }
+
+  /**
+   * Runs `prepare` on every context as it opens, before its policies: how a plugin without a
+   * policy of its own (ai-metrics, in the log phase) asks the relay for something in advance.
+   */
+  whenOpened(prepare: (ctx: RequestContext) => void): void {
+    this.openers.push(prepare);
   }
 
   /** The log phase's side: the context the relay built from any of `ids`, if it got that far. */

@@ -1,12 +1,24 @@
 import { CONTEXT_HEADER, ticketIds } from '../../lib/context';
 import { definePlugin, type Suite } from '../../lib/kong/plugin';
 import { metricsConfig } from '../../schemas/ai-metrics';
+import { AnswerScopes, LOGGED_ANSWER_MAX_BYTES } from './answer-scopes';
 import { ContentLog } from './content';
 import { buildLogRecord, type KongLogData } from './log-record';
 import { measureRequest, RequestMetrics } from './metrics';
 
-/** One set of metric families per suite, shared by every ai-metrics instance. */
-const metricsOf = new WeakMap<Suite, RequestMetrics>();
+/** Per suite, shared by every ai-metrics instance: the metric families, and whose answers to keep. */
+const perSuite = new WeakMap<Suite, { metrics: RequestMetrics; answers: AnswerScopes }>();
+
+function shared(suite: Suite) {
+  let state = perSuite.get(suite);
+  if (!state) {
+    const answers = new AnswerScopes();
+    suite.contexts.whenOpened((ctx) => answers.prepare(ctx));
+    state = { metrics: new RequestMetrics(suite.metrics), answers };
+    perSuite.set(suite, state);
+  }
+  return state;
+}
 
 /**
  * Observability in the log phase, after the answer has left: one PDK call,
@@ -18,14 +30,11 @@ export default definePlugin({
   config: metricsConfig,
   priority: 720,
   phases: ['log'],
-  create(config, _keys, suite) {
+  create(config, keys, suite) {
     const logger = suite.logger.child({ plugin: 'ai-metrics' });
-    let metrics = metricsOf.get(suite);
-    if (!metrics) {
-      metrics = new RequestMetrics(suite.metrics);
-      metricsOf.set(suite, metrics);
-    }
+    const { metrics, answers } = shared(suite);
     const content = new ContentLog(config.content);
+    answers.set(keys, config.log_requests && config.content.answers ? LOGGED_ANSWER_MAX_BYTES : 0);
     return {
       async log(kong, event) {
         const kongData = JSON.parse(await kong.log.serialize()) as KongLogData;
