@@ -151,6 +151,23 @@ export interface RelayOutcome {
   attempts?: AttemptRecord[];
   /** Attempts that failed before the one that answered (or before giving up). */
   fallbacks?: number;
+  /**
+   * The answer the client got, when a policy asked for it (`ctx.recordAnswer`) and the exchange
+   * ended `complete` with a 200 within the size asked; absent otherwise (never a partial answer).
+   */
+  answer?: RecordedAnswer;
+}
+
+/**
+ * An answer as the client received it, in OpenAI's non-stream JSON shape whatever the
+ * provider: a JSON answer as sent; a stream assembled into the equivalent object
+ * (`chat.completion` or `text_completion`: each choice's content, refusal, tool_calls and
+ * finish_reason, then the model, id and usage the chunks carried).
+ */
+export interface RecordedAnswer {
+  body: Record<string, unknown>;
+  /** Bytes of the answer as it went to the client (the JSON body, or the SSE events). */
+  bytes: number;
 }
 
 export type HeaderMap = Record<string, string[]>;
@@ -158,7 +175,22 @@ export type HeaderMap = Record<string, string[]>;
 /** An answer a policy gives in place of the provider's (e.g. `/v1/models`, a cache hit). */
 export interface PolicyAnswer {
   status: number;
+  /** Sent as JSON, unless `sse` is given. */
   body: unknown;
+  /** Serialized SSE events sent as the whole `text/event-stream` body instead of `body` (a replayed stream). */
+  sse?: string;
+  /** Extra response headers; `ctx.responseHeaders` are added to every answer anyway. */
+  headers?: Record<string, string>;
+}
+
+/** What ai-semantic-cache did with a request, for the log line and the metrics. */
+export interface CacheSummary {
+  /** HIT: answered from the cache; MISS: looked up, not found; BYPASS: not looked up; SHADOW: a semantic would-be hit, forwarded. */
+  status: 'HIT' | 'MISS' | 'BYPASS' | 'SHADOW';
+  /** Which tier matched (HIT, SHADOW). */
+  tier?: 'exact' | 'semantic';
+  /** Cosine similarity of the semantic match. */
+  similarity?: number;
 }
 
 /**
@@ -244,6 +276,13 @@ export class RequestContext {
   failover?: FailoverPlan;
   /** Set by ai-budget: the request's reservation. */
   budget?: BudgetHold;
+  /** Set by ai-semantic-cache: how the cache treated the request (a HIT made no provider call). */
+  cache?: CacheSummary;
+  /**
+   * Set by a policy that needs the answer after the exchange (ai-semantic-cache's fill): the
+   * exchange then keeps it, up to `maxBytes` (above it, nothing), in `outcome.answer`.
+   */
+  recordAnswer?: { maxBytes: number };
   /** Headers policies add to the answer (ai-budget's x-ratelimit-*); they win over the provider's. */
   readonly responseHeaders: Record<string, string> = {};
   readonly facts: KongFacts;
@@ -255,6 +294,7 @@ export class RequestContext {
   /** Kong ↔ suite round trips spent on this request by the access phase of its plugins. */
   pdkCalls = 0;
   private readonly tokenCounts = new Map<string, PromptCount>();
+  private readonly afterExchangeHooks: Array<() => unknown> = [];
 
   constructor(init: RequestContextInit) {
     this.requestId = init.requestId;
@@ -273,6 +313,28 @@ export class RequestContext {
       this.tokenCounts.set(model, count);
     }
     return count;
+  }
+
+  /**
+   * Runs `fn` once the exchange has ended and its answer has left (the outcome is recorded):
+   * work that must not delay the client, such as storing the answer. Not run when a policy
+   * answered or refused the request.
+   */
+  afterExchange(fn: () => unknown): void {
+    this.afterExchangeHooks.push(fn);
+  }
+
+  /** Runs the after-exchange hooks in order; one that throws or rejects stops none of the others. Returns their errors. */
+  async runAfterExchange(): Promise<unknown[]> {
+    const errors: unknown[] = [];
+    for (const fn of this.afterExchangeHooks.splice(0)) {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    return errors;
   }
 
   /** First value of a request header (names are lowercase). */

@@ -16,6 +16,7 @@ import { serializeSse } from '../llm/sse';
 import { countOutputTokens } from '../llm/tokens';
 import { approximateTokens, countedUsage } from '../llm/usage';
 import type { Logger } from '../log/logger';
+import { AnswerRecorder } from './answer-recorder';
 import { Attempt, headerText } from './attempt';
 import { headerSafe, passThroughHeaders } from './headers';
 import { adapterFor, type ParsedResponse, type StreamStep } from './providers';
@@ -77,6 +78,8 @@ export class Exchange {
   private spent?: Usage;
   /** Text already streamed to the client, for `midstream: continue`. */
   private streamedText = '';
+  /** Keeps the answer when a policy asked for it (ctx.recordAnswer). */
+  private readonly recorder?: AnswerRecorder;
 
   constructor(
     private readonly ctx: RequestContext,
@@ -88,6 +91,7 @@ export class Exchange {
     this.plan = ctx.failover;
     this.stream = ctx.stream && ctx.endpoint !== 'embeddings';
     this.log = deps.logger.child({ request_id: ctx.requestId });
+    if (ctx.recordAnswer) this.recorder = new AnswerRecorder(ctx.recordAnswer.maxBytes);
     // The client (Kong) went away before the answer was complete: stop paying for it.
     res.once('close', () => {
       if (!res.writableFinished) this.halt({ reason: 'client', ms: 0 });
@@ -332,6 +336,7 @@ export class Exchange {
     });
     this.res.end(out);
     this.bytesOut = out.length;
+    this.recorder?.json(ready.parsed.body, out.length);
   }
 
   /** Writes one stream step; true once the stream is complete and ended. */
@@ -359,6 +364,7 @@ export class Exchange {
       this.commit(attempt);
     }
     this.bytesOut += Buffer.byteLength(text);
+    this.recorder?.stream(text);
     if (!this.res.write(text)) {
       // Waiting for a slow client is not provider silence: no idle timeout meanwhile.
       attempt.pauseIdle();
@@ -573,7 +579,7 @@ export class Exchange {
     if (outcome) this.ctx.outcome = outcome;
     this.deps.contexts.settle(this.ctx);
     // Metadata only: never keys, prompts or answers.
-    const { started_at: _, ...fields } = outcome ?? {};
+    const { started_at: _, answer: _answer, ...fields } = outcome ?? {};
     this.log.debug(
       {
         endpoint: this.endpoint,
@@ -617,6 +623,8 @@ export class Exchange {
     }
     if (this.attempts.length > 1) outcome.attempts = this.attempts;
     if (this.plan) outcome.fallbacks = this.failedAttempts();
+    const answer = this.ending === 'complete' && outcome.status === 200 ? this.recorder?.result() : undefined;
+    if (answer) outcome.answer = answer;
     return outcome;
   }
 }

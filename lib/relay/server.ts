@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { CONTEXT_HEADER, type ContextStore, ticketIds } from '../context';
+import { CONTEXT_HEADER, type ContextStore, type PolicyAnswer, ticketIds } from '../context';
 import { GatewayError, toGatewayError } from '../errors';
 import { listen } from '../listen';
 import type { RequestLimitsInput } from '../llm/request';
@@ -80,7 +80,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       for (const policy of ctx.policies) {
         const answer = await policy.apply(ctx);
         if (answer) {
-          sendJson(res, answer.status, answer.body);
+          sendAnswer(res, answer, ctx.responseHeaders);
           options.contexts.settle(ctx);
           return;
         }
@@ -98,6 +98,9 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     }
     await new Exchange(ctx, res, deps).run();
     await ctx.budget?.settle(ctx.outcome);
+    for (const err of await ctx.runAfterExchange()) {
+      logger.warn({ err, request_id: ctx.requestId }, 'an after-exchange hook failed');
+    }
   }
 
   server.keepAliveTimeout = KEEP_ALIVE_MS;
@@ -150,6 +153,23 @@ export function isLoopback(address: string | undefined): boolean {
 
 function sendError(res: ServerResponse, error: GatewayError, headers: Record<string, string> = {}): void {
   sendJson(res, error.status, error.toJSON(), { ...headers, ...error.headers });
+}
+
+/** A policy's own answer: JSON, or a whole SSE body (a replayed stream), with its headers. */
+function sendAnswer(res: ServerResponse, answer: PolicyAnswer, headers: Record<string, string>): void {
+  if (answer.sse === undefined) {
+    sendJson(res, answer.status, answer.body, { ...headers, ...answer.headers });
+    return;
+  }
+  res.writeHead(answer.status, {
+    ...headers,
+    ...answer.headers,
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+    'content-length': String(Buffer.byteLength(answer.sse)),
+  });
+  res.end(answer.sse);
 }
 
 function sendJson(

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import type { KongFacts, RequestContext } from '../../lib/context';
+import type { RequestContext } from '../../lib/context';
 import { GatewayError } from '../../lib/errors';
+import { gatherFacts } from '../../lib/kong/facts';
 import { definePlugin, type Suite } from '../../lib/kong/plugin';
 import { MemoryStore, type ReserveResult, type Store } from '../../lib/store';
 import { type BudgetConfig, budgetConfig } from '../../schemas/ai-budget';
@@ -58,20 +59,7 @@ export default definePlugin({
     const costs = config.limits.some((l) => l.unit === 'cost_usd');
 
     return {
-      async gather(pdk) {
-        const facts: KongFacts = {};
-        if (needs.consumer) {
-          const c = await pdk.client.getConsumer();
-          if (c?.id) facts.consumer = { id: c.id, ...(c.tags ? { tags: c.tags } : {}) };
-        }
-        if (needs.credential) {
-          const c = await pdk.client.getCredential();
-          if (c?.id) facts.credentialId = c.id;
-        }
-        if (needs.route) facts.routeId = (await pdk.router.getRoute())?.id;
-        if (needs.service) facts.serviceId = (await pdk.router.getService())?.id;
-        return facts;
-      },
+      gather: (pdk) => gatherFacts(pdk, needs),
 
       async request(ctx) {
         const route = ctx.route;
