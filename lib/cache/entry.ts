@@ -71,7 +71,8 @@ export function decodeEntry(bytes: Uint8Array, dimensions?: number): CacheEntry 
   let stored: StoredEntry;
   try {
     // borsh reads the whole underlying ArrayBuffer: a Buffer from a pool (ioredis' replies) is copied out first.
-    const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+    const own =
+      bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
     stored = deserialize(own, StoredEntry);
   } catch {
     throw new CorruptEntryError('cache entry: not a borsh entry');

@@ -10,8 +10,8 @@
  *   ai-budget (access)    2 = the same (a global limit needs no consumer lookup)
  *   ai-fallback (access)  2 = the same, for its own ticket
  *   ai-metrics (log)      2 = HandleEvent + log.serialize
- *   ai-semantic-cache: 0 (no phase declared yet)
- *   → 4 per request on /pair (router + metrics), 8 on /all (the five plugins), whatever
+ *   ai-semantic-cache     3 = HandleEvent + client.get_consumer (its default scope) + add_header
+ *   → 4 per request on /pair (router + metrics), 11 on /all (the five plugins), whatever
  *   the answer: the relay reads and checks the body Kong proxies, so bad input costs no
  *   extra call.
  */
@@ -98,14 +98,23 @@ const TICKET = {
   failures: [],
 };
 
+/** ai-semantic-cache with its default scope asks Kong for the consumer before adding its ticket. */
+const CACHE = {
+  roundTrips: 3,
+  events: 1,
+  steps: 2,
+  calls: [answered('kong.client.get_consumer'), answered('kong.service.request.add_header')],
+  failures: [],
+};
+
 /** Round trips of a request on each route. */
-const ROUND_TRIPS: Record<string, number> = { '/pair': 4, '/all': 8 };
+const ROUND_TRIPS: Record<string, number> = { '/pair': 4, '/all': 11 };
 
 /** Asserts the whole trace: plugins present, round trips, steps and the PDK calls in order. */
 function expectTrace(stats: RequestStats, prefix = '/pair'): void {
   expect(stats.plugins).toEqual({
     'ai-router': TICKET,
-    ...(prefix === '/all' ? { 'ai-budget': TICKET, 'ai-fallback': TICKET } : {}),
+    ...(prefix === '/all' ? { 'ai-semantic-cache': CACHE, 'ai-budget': TICKET, 'ai-fallback': TICKET } : {}),
     'ai-metrics': METRICS,
   });
   expect(stats.roundTrips).toBe(ROUND_TRIPS[prefix]);

@@ -376,10 +376,20 @@ describe('other plugins', () => {
     expect(traces.authorization).toMatchObject({ referenceable: true });
   });
 
-  it.each(['ai-semantic-cache'] as const)('%s has an empty config record', (name) => {
-    expect(pluginConfigs[name].kongSchema()).toEqual({
-      name,
-      fields: [{ config: { type: 'record', fields: [] } }],
+  it('ai-semantic-cache: defaults Kong fills in, and a referenceable embedder key', () => {
+    const schema = pluginConfigs['ai-semantic-cache'].kongSchema() as unknown as {
+      fields: [{ config: { fields: Record<string, Record<string, unknown>>[] } }];
+    };
+    type Field = Record<string, unknown> & { fields: Record<string, unknown>[] };
+    const fields = Object.assign({}, ...schema.fields[0].config.fields) as Record<string, Field>;
+    expect(fields.scope).toMatchObject({
+      type: 'string',
+      default: 'consumer',
+      one_of: ['consumer', 'credential', 'route', 'global'],
     });
+    expect(fields.ttl_s).toMatchObject({ type: 'integer', default: 3600 });
+    const embedder = Object.assign({}, ...fields.embedder!.fields);
+    expect(embedder.api_key).toMatchObject({ type: 'string', referenceable: true, required: false });
+    expect(embedder.kind).toMatchObject({ default: 'local' });
   });
 });
