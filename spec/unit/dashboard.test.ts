@@ -21,6 +21,8 @@ const PENDING = new Set<string>([
   'aigw_cache_fills_total',
   'aigw_cache_shadow_comparisons_total',
   'aigw_cache_shadow_false_hit_ratio',
+  'aigw_cache_store_errors_total',
+  'aigw_cache_corrupt_entries_total',
   // ai-metrics: prompt patterns and log sinks
   'aigw_prompt_pattern_requests',
   'aigw_log_lines_total',
