@@ -3,8 +3,10 @@ import { definePlugin, type Suite } from '../../lib/kong/plugin';
 import { metricsConfig } from '../../schemas/ai-metrics';
 import { AnswerScopes, LOGGED_ANSWER_MAX_BYTES } from './answer-scopes';
 import { ContentLog } from './content';
-import { buildLogRecord, type KongLogData } from './log-record';
+import { buildLogRecord, type KongLogData, requestSpan } from './log-record';
 import { measureRequest, RequestMetrics } from './metrics';
+import { logSinkFor } from './sinks';
+import { tracerFor } from './traces';
 
 /** Per suite, shared by every ai-metrics instance: the metric families, and whose answers to keep. */
 const perSuite = new WeakMap<Suite, { metrics: RequestMetrics; answers: AnswerScopes }>();
@@ -31,8 +33,9 @@ export default definePlugin({
   priority: 720,
   phases: ['log'],
   create(config, keys, suite) {
-    const logger = suite.logger.child({ plugin: 'ai-metrics' });
     const { metrics, answers } = shared(suite);
+    const sink = logSinkFor(suite, config.log_sink);
+    const tracer = tracerFor(suite, config.traces);
     const content = new ContentLog(config.content);
     answers.set(keys, config.log_requests && config.content.answers ? LOGGED_ANSWER_MAX_BYTES : 0);
     return {
@@ -47,10 +50,12 @@ export default definePlugin({
           logRoundTrips: event.roundTrips,
         });
         if (config.metrics) metrics.record(measure);
+        if (!config.log_requests && !tracer) return;
+        const record = buildLogRecord(ctx, kongData, measure, config);
+        tracer?.record(requestSpan(record, kongData));
         if (config.log_requests) {
-          const record = buildLogRecord(ctx, kongData, measure, config);
           Object.assign(record, content.fields(ctx?.endpoint, ctx?.body, ctx?.outcome?.answer));
-          logger.info(record, 'ai request');
+          sink.write(record);
         }
       },
     };

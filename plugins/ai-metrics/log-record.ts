@@ -1,5 +1,6 @@
 import type { RequestContext } from '../../lib/context';
 import type { RequestMeasure } from './metrics';
+import type { RequestSpan } from './traces';
 
 /** The part of `kong.log.serialize()` the log line uses. */
 export interface KongLogData {
@@ -7,6 +8,8 @@ export interface KongLogData {
   response?: { status?: number; size?: number };
   route?: { id?: string; name?: string };
   latencies?: { kong?: number; proxy?: number; request?: number };
+  /** When Kong started the request (epoch ms). */
+  started_at?: number;
   consumer?: { id?: string; username?: string };
   service?: { id?: string };
 }
@@ -75,4 +78,33 @@ export function buildLogRecord(
 
 function numberOf(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/** The request's span for OpenTelemetry: the log line's GenAI attributes and the suite's own. */
+export function requestSpan(record: Record<string, unknown>, kongData: KongLogData): RequestSpan {
+  const attributes: RequestSpan['attributes'] = {};
+  for (const [name, value] of Object.entries(record)) {
+    if (name.startsWith('gen_ai.') && !name.endsWith('.messages')) attributes[name] = value as never;
+  }
+  attributes['aigw.route'] = record.route as string | undefined;
+  attributes['aigw.target'] = record.target as string | undefined;
+  attributes['aigw.cache_status'] = record.cache_status as string | undefined;
+  attributes['aigw.fallbacks'] = record.fallbacks as number | undefined;
+  attributes['aigw.ttft_ms'] = record.ttft_ms as number | undefined;
+  if (typeof record.error_code === 'string') attributes['error.type'] = record.error_code;
+  const status = kongData.response?.status ?? 0;
+  const startTimeMs = kongData.started_at ?? Date.now() - (kongData.latencies?.request ?? 0);
+  const headers = kongData.request?.headers ?? {};
+  const first = (name: string) => {
+    const v = headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  return {
+    startTimeMs,
+    endTimeMs: startTimeMs + (kongData.latencies?.request ?? 0),
+    attributes,
+    error: status >= 500 || record.error_code !== undefined,
+    traceparent: first('traceparent'),
+    tracestate: first('tracestate'),
+  };
 }
