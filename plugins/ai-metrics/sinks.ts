@@ -1,7 +1,7 @@
 import { createWriteStream, close as fsClose, mkdir, open, type WriteStream, write, writev } from 'node:fs';
 import { dirname } from 'node:path';
 import { Counter, type Registry } from 'prom-client';
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import type { Suite } from '../../lib/kong/plugin';
 import type { Logger } from '../../lib/log/logger';
 import { redact } from '../../lib/log/redact';
@@ -24,9 +24,9 @@ export interface LogSink {
 const FILE_MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 /** A file that failed to open or write is tried again on the first line after this. */
 const FILE_RETRY_MS = 10_000;
-/** POSTs per batch, the first included; then the batch is dropped and counted. */
-const HTTP_MAX_ATTEMPTS = 3;
-const HTTP_BACKOFF_MS = 200;
+/** POSTs of one body to a collector, the first included; then it is dropped and counted. */
+const POST_MAX_ATTEMPTS = 3;
+const POST_BACKOFF_MS = 200;
 /** Longest a closing HTTP sink waits for the collector (the suite server allows its hooks 5 s). */
 const HTTP_CLOSE_MS = 4_000;
 
@@ -308,12 +308,6 @@ class LineQueue {
 
 type HttpSinkConfig = LogSinkConfig & { url: string };
 
-/** Why a POST failed, and whether sending it again may help. */
-interface PostFailure {
-  reason: string;
-  retryable: boolean;
-}
-
 /**
  * Batches of lines POSTed as JSON arrays to a collector. A batch leaves when it is full or
  * `flush_interval_ms` after its first line; one POST at a time (a slow collector gets no
@@ -418,50 +412,80 @@ export class HttpSink implements LogSink {
 
   private async send(batch: string[]): Promise<void> {
     const body = `[${batch.join(',')}]`;
-    for (let attempt = 1; ; attempt++) {
-      const failure = await this.post(body);
-      if (!failure) {
-        this.tally.delivered(batch.length);
-        if (this.failing) {
-          this.failing = false;
-          this.logger.info({ sink: 'http', collector: this.collector }, 'log collector accepts lines again');
-        }
-        return;
+    const failure = await postWithRetries(
+      () =>
+        postJson(this.config.url, body, {
+          headers: this.headers,
+          dispatcher: this.agent,
+          timeoutMs: this.config.timeout_ms,
+        }),
+      { stop: () => this.closing !== undefined, onFailure: () => this.tally.error() },
+    );
+    if (!failure) {
+      this.tally.delivered(batch.length);
+      if (this.failing) {
+        this.failing = false;
+        this.logger.info({ sink: 'http', collector: this.collector }, 'log collector accepts lines again');
       }
-      this.tally.error();
-      if (!failure.retryable || attempt >= HTTP_MAX_ATTEMPTS || this.closing) {
-        this.tally.dropped(batch.length);
-        if (!this.failing) {
-          this.failing = true;
-          this.logger.warn(
-            { sink: 'http', collector: this.collector, reason: failure.reason, dropped: batch.length },
-            'log collector failing: batches are dropped and counted',
-          );
-        }
-        return;
-      }
-      await sleep(HTTP_BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random()));
+      return;
+    }
+    this.tally.dropped(batch.length);
+    if (!this.failing) {
+      this.failing = true;
+      this.logger.warn(
+        { sink: 'http', collector: this.collector, reason: failure.reason, dropped: batch.length },
+        'log collector failing: batches are dropped and counted',
+      );
     }
   }
+}
 
-  /** One POST; undefined when the collector took the batch. */
-  private async post(body: string): Promise<PostFailure | undefined> {
-    try {
-      const res = await request(this.config.url, {
-        method: 'POST',
-        headers: this.headers,
-        body,
-        dispatcher: this.agent,
-        signal: AbortSignal.timeout(this.config.timeout_ms),
-      });
-      await res.body.dump();
-      const status = res.statusCode;
-      if (status >= 200 && status < 300) return undefined;
-      // As OTLP does: only these may succeed when sent again.
-      return { reason: `status ${status}`, retryable: status === 408 || status === 429 || status >= 500 };
-    } catch (err) {
-      return { reason: errorCode(err), retryable: true };
-    }
+// ------------------------------------------------------------------ posting to a collector
+
+/** Why a POST failed, and whether sending it again may help. */
+export interface PostFailure {
+  reason: string;
+  retryable: boolean;
+}
+
+/** One POST of a JSON body; undefined when the collector took it (2xx). */
+export async function postJson(
+  url: string,
+  body: string | Uint8Array,
+  options: { headers: Record<string, string>; dispatcher: Dispatcher; timeoutMs: number },
+): Promise<PostFailure | undefined> {
+  try {
+    const res = await request(url, {
+      method: 'POST',
+      headers: options.headers,
+      body,
+      dispatcher: options.dispatcher,
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+    await res.body.dump();
+    const status = res.statusCode;
+    if (status >= 200 && status < 300) return undefined;
+    // As OTLP does: only these may succeed when sent again.
+    return { reason: `status ${status}`, retryable: status === 408 || status === 429 || status >= 500 };
+  } catch (err) {
+    return { reason: errorCode(err), retryable: true };
+  }
+}
+
+/**
+ * Runs post up to POST_MAX_ATTEMPTS times, with backoff, while its failures may pass and
+ * stop() is false; resolves with the last failure, or undefined once a POST succeeded.
+ */
+export async function postWithRetries(
+  post: () => Promise<PostFailure | undefined>,
+  options: { stop?: () => boolean; onFailure?: (failure: PostFailure) => void } = {},
+): Promise<PostFailure | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    const failure = await post();
+    if (!failure) return undefined;
+    options.onFailure?.(failure);
+    if (!failure.retryable || attempt >= POST_MAX_ATTEMPTS || options.stop?.()) return failure;
+    await sleep(POST_BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random()));
   }
 }
 

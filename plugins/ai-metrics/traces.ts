@@ -2,13 +2,13 @@ import {
   type Attributes,
   type AttributeValue,
   defaultTextMapGetter,
+  type HrTime,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   type Tracer,
 } from '@opentelemetry/api';
 import { type ExportResult, ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BasicTracerProvider,
@@ -18,10 +18,12 @@ import {
   TraceIdRatioBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import { Agent } from 'undici';
 import type { Suite } from '../../lib/kong/plugin';
 import type { Logger } from '../../lib/log/logger';
 import { SUITE_VERSION } from '../../lib/version';
 import type { MetricsConfig } from '../../schemas/ai-metrics';
+import { postJson, postWithRetries } from './sinks';
 
 export type TracesConfig = MetricsConfig['traces'];
 
@@ -120,18 +122,13 @@ class OtlpRequestTracer implements RequestTracer {
   private closing: Promise<void> | undefined;
 
   constructor(config: TracesConfig & { endpoint: string }, logger: Logger) {
-    const exporter = new OTLPTraceExporter({
-      url: config.endpoint,
-      headers: config.authorization ? { authorization: config.authorization } : {},
-    });
-    const collector = new URL(config.endpoint).origin;
     this.provider = new BasicTracerProvider({
       resource: resourceFromAttributes({
         [ATTR_SERVICE_NAME]: config.service_name,
         [ATTR_SERVICE_VERSION]: SUITE_VERSION,
       }),
       sampler: new TraceIdRatioBasedSampler(config.sample_rate),
-      spanProcessors: [new BatchSpanProcessor(new ReportingExporter(exporter, logger, collector))],
+      spanProcessors: [new BatchSpanProcessor(new OtlpJsonExporter(config, logger))],
     });
     this.tracer = this.provider.getTracer('kong-ai-gateway', SUITE_VERSION);
   }
@@ -159,8 +156,9 @@ class OtlpRequestTracer implements RequestTracer {
     }
   }
 
+  /** Resolves once the spans recorded so far are exported or dropped (failures are logged by the exporter). */
   flush(): Promise<void> {
-    return this.provider.forceFlush();
+    return this.provider.forceFlush().catch(() => undefined);
   }
 
   close(): Promise<void> {
@@ -182,38 +180,160 @@ function definedOnly(attributes: RequestSpanAttributes): Attributes {
   return out;
 }
 
-/** The exporter, with its failures logged once per streak (the SDK reports them nowhere by default). */
-class ReportingExporter implements SpanExporter {
+// ------------------------------------------------------------------ OTLP/HTTP JSON
+
+/** Time allowed for one export POST. */
+const EXPORT_TIMEOUT_MS = 10_000;
+
+/**
+ * Batches of spans POSTed as OTLP/HTTP JSON (`ExportTraceServiceRequest`) with undici.
+ * OpenTelemetry's own HTTP exporter loads node:http with a dynamic `import()`, which the test
+ * runner's module sandbox refuses; the encoding is small and documented, so it is done here.
+ * Failures that may pass are retried with backoff (as for log batches), then the spans are
+ * dropped; the first failure of a streak is logged.
+ */
+class OtlpJsonExporter implements SpanExporter {
+  private readonly agent = new Agent({ connections: 1 });
+  private readonly headers: Record<string, string>;
+  /** Where failures are logged: the collector's origin, never its credentials. */
+  private readonly collector: string;
+  private readonly inFlight = new Set<Promise<void>>();
   private failing = false;
+  private stopped = false;
 
   constructor(
-    private readonly inner: SpanExporter,
+    private readonly config: { endpoint: string; authorization?: string },
     private readonly logger: Logger,
-    private readonly collector: string,
-  ) {}
+  ) {
+    this.headers = {
+      'content-type': 'application/json',
+      ...(config.authorization ? { authorization: config.authorization } : {}),
+    };
+    this.collector = new URL(config.endpoint).origin;
+  }
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    this.inner.export(spans, (result) => {
-      if (result.code === ExportResultCode.SUCCESS) {
+    if (this.stopped) {
+      done({ code: ExportResultCode.FAILED });
+      return;
+    }
+    const body = JSON.stringify(exportRequest(spans));
+    const sent = postWithRetries(
+      () =>
+        postJson(this.config.endpoint, body, {
+          headers: this.headers,
+          dispatcher: this.agent,
+          timeoutMs: EXPORT_TIMEOUT_MS,
+        }),
+      { stop: () => this.stopped },
+    ).then((failure) => {
+      if (!failure) {
         if (this.failing)
           this.logger.info({ collector: this.collector }, 'trace collector accepts spans again');
         this.failing = false;
-      } else if (!this.failing) {
+        done({ code: ExportResultCode.SUCCESS });
+        return;
+      }
+      if (!this.failing) {
         this.failing = true;
         this.logger.warn(
-          { collector: this.collector, err: result.error?.name, spans: spans.length },
+          { collector: this.collector, reason: failure.reason, spans: spans.length },
           'trace collector failing: spans are dropped',
         );
       }
-      done(result);
+      done({ code: ExportResultCode.FAILED });
     });
+    this.inFlight.add(sent);
+    void sent.finally(() => this.inFlight.delete(sent));
   }
 
-  shutdown(): Promise<void> {
-    return this.inner.shutdown();
+  async forceFlush(): Promise<void> {
+    await Promise.all(this.inFlight);
   }
 
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush?.() ?? Promise.resolve();
+  async shutdown(): Promise<void> {
+    await this.forceFlush();
+    this.stopped = true;
+    await this.agent.close().catch(() => undefined);
   }
+}
+
+/** OTLP JSON's AnyValue: 64-bit integers as decimal strings, ids as hex, enums as numbers. */
+function anyValue(value: AttributeValue | undefined | null): Record<string, unknown> {
+  if (typeof value === 'string') return { stringValue: value };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (typeof value === 'number')
+    return Number.isInteger(value) ? { intValue: String(value) } : { doubleValue: value };
+  if (Array.isArray(value)) return { arrayValue: { values: value.map((v) => anyValue(v)) } };
+  return {};
+}
+
+function keyValues(attributes: Attributes): Array<{ key: string; value: Record<string, unknown> }> {
+  return Object.entries(attributes).map(([key, value]) => ({ key, value: anyValue(value) }));
+}
+
+/** Nanoseconds since the epoch, exactly (a double cannot hold them). */
+function unixNano(time: HrTime): string {
+  return (BigInt(time[0]) * 1_000_000_000n + BigInt(time[1])).toString();
+}
+
+/** OTLP numbers its span kinds from 1 (SPAN_KIND_INTERNAL); the API from 0. */
+const otlpKind = (kind: SpanKind) => kind + 1;
+
+/** An `ExportTraceServiceRequest` (opentelemetry-proto, JSON mapping): spans grouped by resource and scope. */
+export function exportRequest(spans: readonly ReadableSpan[]): { resourceSpans: unknown[] } {
+  const byResource = new Map<ReadableSpan['resource'], Map<string, ReadableSpan[]>>();
+  for (const span of spans) {
+    const scopes = byResource.get(span.resource) ?? new Map<string, ReadableSpan[]>();
+    byResource.set(span.resource, scopes);
+    const scope = JSON.stringify([span.instrumentationScope.name, span.instrumentationScope.version ?? '']);
+    const group = scopes.get(scope);
+    if (group) group.push(span);
+    else scopes.set(scope, [span]);
+  }
+  return {
+    resourceSpans: [...byResource].map(([resource, scopes]) => ({
+      resource: { attributes: keyValues(resource.attributes), droppedAttributesCount: 0 },
+      scopeSpans: [...scopes.values()].map((group) => ({
+        scope: {
+          name: group[0]!.instrumentationScope.name,
+          version: group[0]!.instrumentationScope.version ?? '',
+        },
+        spans: group.map(encodeSpan),
+      })),
+    })),
+  };
+}
+
+function encodeSpan(span: ReadableSpan): Record<string, unknown> {
+  const context = span.spanContext();
+  const parent = span.parentSpanContext;
+  return {
+    traceId: context.traceId,
+    spanId: context.spanId,
+    ...(parent ? { parentSpanId: parent.spanId } : {}),
+    ...(context.traceState ? { traceState: context.traceState.serialize() } : {}),
+    flags: context.traceFlags,
+    name: span.name,
+    kind: otlpKind(span.kind),
+    startTimeUnixNano: unixNano(span.startTime),
+    endTimeUnixNano: unixNano(span.endTime),
+    attributes: keyValues(span.attributes),
+    droppedAttributesCount: span.droppedAttributesCount,
+    events: span.events.map((e) => ({
+      timeUnixNano: unixNano(e.time),
+      name: e.name,
+      attributes: keyValues(e.attributes ?? {}),
+      droppedAttributesCount: e.droppedAttributesCount ?? 0,
+    })),
+    droppedEventsCount: span.droppedEventsCount,
+    links: span.links.map((l) => ({
+      traceId: l.context.traceId,
+      spanId: l.context.spanId,
+      attributes: keyValues(l.attributes ?? {}),
+      droppedAttributesCount: l.droppedAttributesCount ?? 0,
+    })),
+    droppedLinksCount: span.droppedLinksCount,
+    status: { code: span.status.code, ...(span.status.message ? { message: span.status.message } : {}) },
+  };
 }
