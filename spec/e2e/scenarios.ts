@@ -54,6 +54,12 @@ export function scenarioConfig(mockUrl: string): ScenarioConfig {
         routes: [
           { name: 'a', paths: ['/a/v1'], strip_path: false, plugins: [router('target-a')] },
           { name: 'b', paths: ['/b/v1'], strip_path: false, plugins: [router('target-b')] },
+          {
+            name: 'cached',
+            paths: ['/cached/v1'],
+            strip_path: false,
+            plugins: [router('target-c'), { name: 'ai-semantic-cache', config: { scope: 'global' } }],
+          },
         ],
         plugins: [
           { name: 'ai-metrics' },
@@ -156,6 +162,43 @@ export function describeGatewayScenarios(
       const chunks = [];
       for await (const c of withUsage) chunks.push(c);
       expect(chunks[chunks.length - 1]!.usage).toMatchObject({ prompt_tokens: 2 });
+    });
+
+    it('replays a cached answer as a stream the SDK reads like the provider’s', async () => {
+      const cached = new OpenAI({ baseURL: `${gateway.url}/cached/v1`, apiKey: 'client-key', maxRetries: 0 });
+      const ask = async () => {
+        const { data, response } = await cached.chat.completions
+          .create({
+            model: 'target-c',
+            messages: [{ role: 'user', content: 'cache this answer' }],
+            stream: true,
+            stream_options: { include_usage: true },
+          })
+          .withResponse();
+        let text = '';
+        const chunks = [];
+        for await (const c of data) {
+          chunks.push(c);
+          text += c.choices[0]?.delta.content ?? '';
+        }
+        return { text, chunks, status: response.headers.get('x-cache-status') };
+      };
+      const first = await ask();
+      expect(first.status).toBe('MISS');
+      expect(first.text).toMatch(/mock answer/);
+      let hit = await ask();
+      for (let i = 0; i < 100 && hit.status !== 'HIT'; i++) {
+        await sleep(50); // the answer is stored once it has left
+        hit = await ask();
+      }
+      expect(hit.status).toBe('HIT');
+      expect(hit.text).toBe(first.text);
+      expect(hit.chunks.filter((c) => c.choices[0]?.delta.content).length).toBeGreaterThan(1);
+      expect(hit.chunks.find((c) => c.choices[0]?.finish_reason)?.choices[0]?.finish_reason).toBe('stop');
+      expect(hit.chunks[hit.chunks.length - 1]!.usage).toEqual(first.chunks[first.chunks.length - 1]!.usage);
+      const calls = mock.requests.length;
+      await ask();
+      expect(mock.requests.length).toBe(calls);
     });
 
     it('serves embeddings, legacy completions and the model list', async () => {
