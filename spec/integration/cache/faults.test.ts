@@ -53,8 +53,9 @@ beforeAll(async () => {
   mock = await startOpenAIMock({ apiKey: KEY, chunkDelayMs: 0 });
   const redis = process.env.AIGW_TEST_REDIS_URL!;
   [nodeA, nodeB] = await Promise.all([
-    startInProcess({ serverEnv: { AIGW_STORE: redis }, routes }),
-    startInProcess({ serverEnv: { AIGW_STORE: redis }, routes }),
+    // Generous store timeouts: these tests are about bad data and nodes, not about a slow Redis.
+    startInProcess({ serverEnv: { AIGW_STORE: redis, AIGW_STORE_COMMAND_TIMEOUT_MS: '2000' }, routes }),
+    startInProcess({ serverEnv: { AIGW_STORE: redis, AIGW_STORE_COMMAND_TIMEOUT_MS: '2000' }, routes }),
   ]);
   deadStore = await startInProcess({
     serverEnv: {
@@ -155,8 +156,10 @@ describe('bad bytes in the store', () => {
       maxEntries: 10_000,
     });
     const before = counter(await metrics(nodeB), 'aigw_cache_corrupt_entries_total');
+    let n = 0;
     await until(async () => {
-      await ask(nodeB, 'Something to make node B catch up');
+      // A new question each time: an exact hit would not need the vector index, nor catch up.
+      await ask(nodeB, `Something to make node B catch up, take ${n++}`);
       return counter(await metrics(nodeB), 'aigw_cache_corrupt_entries_total') > before ? true : undefined;
     }, 'the bad entry met');
     expect(await store.cacheGet(ns, `garbage-${RUN}`, TTL_MS)).toBeNull();
