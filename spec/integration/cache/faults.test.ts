@@ -73,8 +73,8 @@ afterAll(async () => {
 
 beforeEach(() => mock.reset());
 
-const ask = (node: InProcess, prompt: string) =>
-  postChat(node.kong, '/g', chatBody({ messages: [{ role: 'user', content: `${prompt} ${RUN}` }] }));
+const ask = (node: InProcess, prompt: string, headers: Record<string, string> = {}) =>
+  postChat(node.kong, '/g', chatBody({ messages: [{ role: 'user', content: `${prompt} ${RUN}` }] }), headers);
 const status = (res: DriverResponse) => res.headers['x-cache-status'];
 const content = (res: DriverResponse) =>
   res.json<{ choices: Array<{ message: { content: string } }> }>().choices[0]!.message.content;
@@ -98,7 +98,10 @@ describe('nodes sharing Redis', () => {
     mock.setAnswer('Mars.');
     expect(status(await ask(nodeA, 'What planet is called the red planet?'))).toBe('MISS');
     await untilHit(() => ask(nodeA, 'What planet is called the red planet?'));
-    const hit = await untilHit(() => ask(nodeB, 'what planet is called the red planet'));
+    // no-store: B must find A's entry by meaning, never an exact copy of its own.
+    const hit = await untilHit(() =>
+      ask(nodeB, 'what planet is called the red planet', { 'cache-control': 'no-store' }),
+    );
     expect(hit.headers['x-cache-similarity']).toBeDefined();
     expect(content(hit)).toBe('Mars.');
   });
