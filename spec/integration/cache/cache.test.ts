@@ -273,13 +273,22 @@ describe('semantic tier (local embedder)', () => {
       chatBody({ messages: [{ role: 'user', content: `How do I reset my password for account ${RUN}?` }] }),
     );
     expect(status(first)).toBe('MISS');
-    const hit = await untilHit(() =>
+    // The original stored first; then the paraphrase, which must be found by meaning (no-store: never its own copy).
+    await untilHit(() =>
       postChat(
         gw.kong,
         '/global',
-        chatBody({ messages: [{ role: 'user', content: `how can I reset my password for account ${RUN}` }] }),
+        chatBody({ messages: [{ role: 'user', content: `How do I reset my password for account ${RUN}?` }] }),
       ),
     );
+    const hit = await postChat(
+      gw.kong,
+      '/global',
+      chatBody({ messages: [{ role: 'user', content: `how can I reset my password for account ${RUN}` }] }),
+      { 'cache-control': 'no-store' },
+    );
+    expect(status(hit)).toBe('HIT');
+
     expect(content(hit)).toBe('Open Settings, choose Security, then Reset password.');
     const similarity = Number(hit.headers['x-cache-similarity']);
     expect(similarity).toBeGreaterThanOrEqual(0.8);
@@ -331,7 +340,9 @@ describe('semantic tier (an OpenAI-compatible embeddings endpoint)', () => {
   it('embeds through the endpoint and serves a near-identical prompt', async () => {
     mock.setAnswer('Use a towel.');
     await ask('/mockembed', 'how to dry my hands quickly');
-    const hit = await untilHit(() => ask('/mockembed', 'How to dry my hands quickly?'));
+    await untilHit(() => ask('/mockembed', 'how to dry my hands quickly'));
+    const hit = await ask('/mockembed', 'How to dry my hands quickly?', {}, { 'cache-control': 'no-store' });
+    expect(status(hit)).toBe('HIT');
     expect(content(hit)).toBe('Use a towel.');
     expect(Number(hit.headers['x-cache-similarity'])).toBeGreaterThanOrEqual(0.9);
     const embeddings = mock.requests.filter((r) => r.path === '/v1/embeddings');
