@@ -114,8 +114,9 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
     expect(line).toMatchObject({ status: 200, stream, target: 'target-a', end: 'complete' });
     // Route a has the five plugins. ai-router, ai-budget and ai-fallback: HandleEvent +
     // add_header (their tickets) = 2 each (this ai-budget needs no consumer); ai-metrics (log
-    // phase): HandleEvent + serialize = 2. ai-semantic-cache declares no phase yet.
-    expect(line.kong_round_trips).toBe(8);
+    // phase): HandleEvent + serialize = 2; ai-semantic-cache (default scope: the consumer):
+    // HandleEvent + get_consumer + add_header = 3.
+    expect(line.kong_round_trips).toBe(11);
   });
 
   it('ignores a client’s own x-aigw-context header: the relay takes only tickets the plugins issued', async () => {
