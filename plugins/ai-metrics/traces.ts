@@ -277,6 +277,11 @@ function unixNano(time: HrTime): string {
   return (BigInt(time[0]) * 1_000_000_000n + BigInt(time[1])).toString();
 }
 
+/** W3C trace flags in the low byte; bits 8 and 9 say whether the parent (or link) is known remote, and is. */
+function spanFlags(traceFlags: number, remote: boolean | undefined): number {
+  return (traceFlags & 0xff) | 0x100 | (remote ? 0x200 : 0);
+}
+
 /** OTLP numbers its span kinds from 1 (SPAN_KIND_INTERNAL); the API from 0. */
 const otlpKind = (kind: SpanKind) => kind + 1;
 
@@ -313,7 +318,7 @@ function encodeSpan(span: ReadableSpan): Record<string, unknown> {
     spanId: context.spanId,
     ...(parent ? { parentSpanId: parent.spanId } : {}),
     ...(context.traceState ? { traceState: context.traceState.serialize() } : {}),
-    flags: context.traceFlags,
+    flags: spanFlags(context.traceFlags, parent?.isRemote),
     name: span.name,
     kind: otlpKind(span.kind),
     startTimeUnixNano: unixNano(span.startTime),
@@ -330,6 +335,7 @@ function encodeSpan(span: ReadableSpan): Record<string, unknown> {
     links: span.links.map((l) => ({
       traceId: l.context.traceId,
       spanId: l.context.spanId,
+      flags: spanFlags(l.context.traceFlags, l.context.isRemote),
       attributes: keyValues(l.attributes ?? {}),
       droppedAttributesCount: l.droppedAttributesCount ?? 0,
     })),
