@@ -57,6 +57,7 @@ interface ReceivedSpan {
   parentSpanId?: string;
   name: string;
   kind: number;
+  flags: number;
   startMs: number;
   endMs: number;
   statusCode: number;
@@ -128,6 +129,7 @@ interface OtlpExport {
         parentSpanId?: string;
         name: string;
         kind: number;
+        flags?: number;
         startTimeUnixNano: string | number;
         endTimeUnixNano: string | number;
         attributes?: OtlpKeyValue[];
@@ -158,6 +160,7 @@ function decodeExport(body: OtlpExport): ReceivedSpan[] {
         ...(s.parentSpanId ? { parentSpanId: s.parentSpanId } : {}),
         name: s.name,
         kind: s.kind,
+        flags: s.flags ?? 0,
         startMs: Number(BigInt(s.startTimeUnixNano) / 1_000_000n),
         endMs: Number(BigInt(s.endTimeUnixNano) / 1_000_000n),
         statusCode: s.status?.code ?? 0,
@@ -270,12 +273,14 @@ it("joins the client's trace when the request carries a W3C traceparent", async 
 
   expect(receiver.spans).toHaveLength(4);
   const [joined, unsampled, malformed, fresh] = receiver.spans;
+  // OTLP span flags: the W3C sampled bit, and "the parent is known to be remote, and is".
   for (const s of [joined, unsampled]) {
-    expect(s).toEqual(expect.objectContaining({ traceId, parentSpanId: parentId }));
+    expect(s).toEqual(expect.objectContaining({ traceId, parentSpanId: parentId, flags: 0x301 }));
     expect(s!.spanId).not.toBe(parentId);
   }
   for (const s of [malformed, fresh]) {
     expect(s!.parentSpanId).toBeUndefined();
+    expect(s!.flags).toBe(0x101);
     expect(s!.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(s!.traceId).not.toBe(traceId);
   }
