@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { type ConfigOf, type ConfigProblem, definePluginConfig } from '../lib/config';
+import { LOCAL_EMBEDDER_DEFAULT_THRESHOLD } from '../lib/embed/local';
 
 const Embedder = Type.Object(
   {
@@ -71,8 +72,7 @@ export const semanticCacheSchema = Type.Object({
         Type.Number({
           minimum: 0.5,
           maximum: 1,
-          description:
-            "Lowest cosine similarity that counts as a match. Unset: the `local` embedder's calibrated default (0.8, docs/semantic-cache-eval.md); required for `openai` embedders, whose scales differ by model.",
+          description: `Lowest cosine similarity that counts as a match. Unset: the \`local\` embedder's calibrated default (${LOCAL_EMBEDDER_DEFAULT_THRESHOLD}, docs/semantic-cache-eval.md); required for \`openai\` embedders, whose scales differ by model.`,
         }),
       ),
       conversation: Type.Union([Type.Literal('last_user'), Type.Literal('last_turns')], {

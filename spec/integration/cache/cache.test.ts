@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { storeNamespace } from '../../../lib/cache/keys';
+import { LOCAL_EMBEDDER_DEFAULT_THRESHOLD } from '../../../lib/embed/local';
 import { SseParser } from '../../../lib/llm/sse';
 import type { DriverResponse } from '../../support/kong';
 import { type ProviderMock, startOpenAIMock } from '../../support/providers';
@@ -291,7 +292,7 @@ describe('semantic tier (local embedder)', () => {
 
     expect(content(hit)).toBe('Open Settings, choose Security, then Reset password.');
     const similarity = Number(hit.headers['x-cache-similarity']);
-    expect(similarity).toBeGreaterThanOrEqual(0.8);
+    expect(similarity).toBeGreaterThanOrEqual(LOCAL_EMBEDDER_DEFAULT_THRESHOLD);
     expect(similarity).toBeLessThan(1);
     const other = await postChat(
       gw.kong,
@@ -455,7 +456,9 @@ describe('shadow mode', () => {
     const before = chats();
     const agree = await q('how long should i boil an egg');
     expect(status(agree)).toBe('SHADOW');
-    expect(Number(agree.headers['x-cache-similarity'])).toBeGreaterThanOrEqual(0.8);
+    expect(Number(agree.headers['x-cache-similarity'])).toBeGreaterThanOrEqual(
+      LOCAL_EMBEDDER_DEFAULT_THRESHOLD,
+    );
     expect(chats()).toBe(before + 1);
     await until(
       async () =>
