@@ -17,14 +17,17 @@
  * pairs at or above the threshold that are paraphrases) of at least 0.97 on both halves.
  * docs/semantic-cache-eval.md quotes the results.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Embedder } from '../lib/embed/embedder';
 import { LOCAL_EMBEDDER_DEFAULT_THRESHOLD, LocalEmbedder } from '../lib/embed/local';
 
 export const TARGET_PRECISION = 0.97;
-const FIXTURES = path.resolve(__dirname, '..', '..', 'spec', 'fixtures', 'paraphrases');
+// scripts/ under ts-jest, dist/scripts/ once built: the set is where the repository has it
+const FIXTURES = [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..')]
+  .map((root) => path.join(root, 'spec', 'fixtures', 'paraphrases'))
+  .find((dir) => existsSync(dir))!;
 const SWEEP = Array.from({ length: 21 }, (_, i) => 0.5 + i * 0.025);
 
 export type Label = 'paraphrase' | 'near-miss' | 'unrelated';

@@ -555,8 +555,7 @@ function tokenize(text: string, cache: Map<string, WordAnalysis>): Token[] {
       addWord(tokens, text.slice(start, i), sentenceStart, hasLowercase, cache);
     } else if (kind === Char.Operator) {
       while (i < n && i - start < 3 && classOf(text.charCodeAt(i)) === Char.Operator) i++;
-      // "and/or", "src/lib": a joiner between letters, not an operator
-      if (!(isLetter(text, start - 1) && isLetter(text, i))) {
+      if (isOperator(text, start, i)) {
         const operator = text.slice(start, i);
         tokens.push({
           text: CANONICAL.get(operator) ?? operator,
@@ -570,6 +569,7 @@ function tokenize(text: string, cache: Map<string, WordAnalysis>): Token[] {
       const symbol = text.slice(start, i);
       tokens.push({ text: CANONICAL.get(symbol) ?? symbol, kind: 'symbol', role: Role.Content, name: false });
     }
+    if (i <= start) i = start + width; // every step consumes input, whatever the scanners decide
     last = i;
     sentenceStart = false;
   }
@@ -578,15 +578,22 @@ function tokenize(text: string, cache: Map<string, WordAnalysis>): Token[] {
 
 function scanNumber(text: string, i: number): number {
   const n = text.length;
-  while (i < n && classOf(text.charCodeAt(i)) === Char.Digit) i++;
+  const digits = (at: number): number => {
+    while (at < n) {
+      const codePoint = text.codePointAt(at)!;
+      if (classOf(codePoint) !== Char.Digit) break;
+      at += codePoint > 0xffff ? 2 : 1;
+    }
+    return at;
+  };
+  i = digits(i);
   // 1,000 and 3.14, not the full stop after a number
   while (
     i + 1 < n &&
     (text[i] === '.' || text[i] === ',') &&
-    classOf(text.charCodeAt(i + 1)) === Char.Digit
+    classOf(text.codePointAt(i + 1)!) === Char.Digit
   ) {
-    i++;
-    while (i < n && classOf(text.charCodeAt(i)) === Char.Digit) i++;
+    i = digits(i + 1);
   }
   return i;
 }
@@ -610,6 +617,21 @@ function scanWord(text: string, i: number): number {
     }
     return i;
   }
+}
+
+/** An operator, not punctuation or markup written with operator characters. */
+function isOperator(text: string, start: number, end: number): boolean {
+  // "and/or", "src/lib", "e-mail": a joiner between letters
+  if (isLetter(text, start - 1) && isLetter(text, end)) return false;
+  // "Really!", "Done!!": an exclamation mark alone is punctuation ("!=" is an operator)
+  if (/^!+$/.test(text.slice(start, end))) return false;
+  // "- item", "* item", "> quote": list bullets and quotes at the start of a line
+  for (let i = start - 1; i >= 0; i--) {
+    const c = text.charCodeAt(i);
+    if (c === 10) return false;
+    if (c !== 32 && c !== 9) return true;
+  }
+  return false;
 }
 
 function isLetter(text: string, at: number): boolean {
