@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { GatewayError } from '../errors';
 import type { Embedder } from './embedder';
 
@@ -29,7 +30,7 @@ import type { Embedder } from './embedder';
  *              lifts a pair over the threshold; one different content word drops it.
  *
  * Only the first MAX_FEATURE_CHARS characters make features, which bounds the work on a
- * 1 MB prompt; a longer text adds a digest of its whole rest to the signature, so two long
+ * 1 MB prompt; a longer text adds a digest (SHA-1) of the rest to the signature, so two long
  * texts that differ after the cut never match.
  */
 
@@ -164,8 +165,10 @@ const FRAMING_WORDS = new Set(
   ),
 );
 
-// Framing words that say what to do with a text the prompt carries: "summarize this" and
-// "translate this" are two requests however long the shared text, so these stay in the signature.
+// Framing words that say what to do with a text the prompt carries: "summarize this", "rewrite
+// this" and "fix this" are three requests however long the shared text, so these stay in the
+// signature. ("translate" names its language, which is in the signature anyway; "explain" is
+// left out: "what is X?" asks what "explain X" asks.)
 const OPERATIONS = new Set(words('summary rewrite fix check'));
 
 const NEGATIONS = new Set(
@@ -896,15 +899,20 @@ class Featurizer {
     );
     const tokens = tokenize(text, this.words);
     this.collect(tokens);
-    const lowercase = text.toLowerCase();
+    let lowercase: string | undefined;
     for (const quote of quotations(text)) {
+      lowercase ??= text.toLowerCase();
       // "sort by 'age'" in a text that also names "name": the quote picks one; a quote of
       // words found nowhere else is already in the signature as those words
       const feature = `"${quote}"`;
       if (countOccurrences(lowercase, quote) > 1) this.specific(feature, 1);
       else this.word(Group.Specifics, feature, 1);
     }
-    if (input.length > MAX_FEATURE_CHARS) this.signature.add(`rest:${hashString(input, 0x7f4a7c15)}`);
+    if (input.length > MAX_FEATURE_CHARS) {
+      this.signature.add(
+        `rest:${createHash('sha1').update(input.slice(MAX_FEATURE_CHARS)).digest('base64')}`,
+      );
+    }
     if (tokens.length === 0) this.signature.add(`raw:${input.trim()}`);
     this.sign();
     return this.project();
