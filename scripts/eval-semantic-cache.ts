@@ -3,7 +3,8 @@
  * near-miss (same words, another request: it must not) at a similarity threshold.
  *
  *   npx tsc -p . && node dist/scripts/eval-semantic-cache.js
- *   ... --threshold 0.8               evaluate another threshold
+ *   ... --threshold 0.8               another threshold (default: LOCAL_EMBEDDER_DEFAULT_THRESHOLD
+ *                                     for LocalEmbedder, 0.9 for another embedder)
  *   ... --dimensions 256              LocalEmbedder with another vector length
  *   ... --embedder ./my-embedder.js   any Embedder: a module exporting `createEmbedder()`
  *   ... --errors 20                   list the worst mistakes of the tuning half
@@ -11,8 +12,8 @@
  *   ... --json                        one JSON object instead of tables
  *
  * The set is spec/fixtures/paraphrases/*.jsonl: pairs labelled `paraphrase`, `near-miss` or
- * `unrelated`. Each file and label is split in two halves by position (even lines: tuning,
- * odd lines: held out), so both halves hold every kind of pair. A threshold is chosen on the
+ * `unrelated`. Within each file and label the pairs alternate between two halves (first,
+ * third... tuning; second, fourth... held out), so both halves hold every kind of pair. A threshold is chosen on the
  * tuning half; the held-out half says whether it generalises. PASS needs precision (share of
  * pairs at or above the threshold that are paraphrases) of at least 0.97 on both halves.
  * docs/semantic-cache-eval.md quotes the results.
