@@ -16,7 +16,7 @@
  *    Entries carry random unit vectors (embedding 100k prompts would only make the fill slow).
  */
 import type { ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -30,6 +30,7 @@ import { createStore, MemoryStore, type Store, storeConfigFromEnv } from '../lib
 import { freePort, RedisServer } from '../spec/support/redis';
 import { closeChild, forkChild } from './bench/children';
 import { percentile } from './bench/load';
+import { writeMarkdownBlock } from './bench/report';
 
 const USAGE = `usage: node dist/scripts/bench-cache.js [options]
   --requests N      measured requests per hit phase (default 2000)
@@ -423,7 +424,10 @@ async function main(): Promise<void> {
   process.stdout.write(`${text}\n`);
   const out = values.out ?? path.join(installationRoot(), 'docs', 'benchmarks-cache.md');
   if (out !== '-') {
-    writeFileSync(out, `# Benchmarks: ai-semantic-cache\n\n${METHOD}\n\n## Results\n\n${text}\n`);
+    // The results go between the bench markers; what is written around them stays.
+    if (!existsSync(out))
+      writeFileSync(out, `# Benchmarks: ai-semantic-cache\n\n${METHOD}\n\n## Results\n\n`);
+    writeMarkdownBlock(out, `${text}\n`, 'scripts/bench-cache.ts');
     log(`wrote ${out}`);
   }
 }

@@ -42,6 +42,8 @@ interface NamespaceView {
 }
 
 const SCAN_PAGE = 500;
+/** Longest stretch a catch-up indexes without giving the event loop back. */
+const YIELD_AFTER_MS = 5;
 const DEFAULT_MAX_VIEWS = 10_000;
 
 /**
@@ -185,15 +187,19 @@ export class AnswerCache {
     };
   }
 
-  /** The namespace's view, caught up with the store when due. Waits for the first load (after a restart, the rebuild). */
+  /**
+   * The namespace's view, caught up with the store when due: the lookup that starts a
+   * catch-up waits for it (its caller bounds the wait); lookups meanwhile use what is indexed
+   * so far, so a long rebuild (a large namespace after a restart) never holds every request.
+   */
   private async synced(namespace: string, s: NamespaceSettings): Promise<NamespaceView> {
     let view = this.views.get(namespace);
     if (!view) {
       view = { cursor: 0, loaded: false, lastSync: 0, partitions: new Map(), known: new Map() };
       this.views.set(namespace, view);
     }
-    if (view.syncing) await view.syncing;
-    else if (!view.loaded || this.now() - view.lastSync >= s.syncIntervalMs) {
+    if (view.syncing) return view;
+    if (!view.loaded || this.now() - view.lastSync >= s.syncIntervalMs) {
       view.syncing = this.catchUp(namespace, view, s).finally(() => {
         view.syncing = undefined;
       });
@@ -206,6 +212,7 @@ export class AnswerCache {
   private async catchUp(namespace: string, view: NamespaceView, s: NamespaceSettings): Promise<void> {
     view.lastSync = this.now();
     const ns = storeNamespace(namespace);
+    let slice = performance.now();
     try {
       for (;;) {
         const page = await this.store.cacheScan(ns, view.cursor, SCAN_PAGE, s.ttlMs);
@@ -213,6 +220,11 @@ export class AnswerCache {
           if (view.known.has(record.id)) continue;
           const entry = await this.decode(namespace, record.id, record.value, s);
           if (entry?.vector) this.learn(view, record.id, entry, s);
+          // Indexing costs up to ~1 ms a vector in a large graph: let requests through between slices.
+          if (performance.now() - slice > YIELD_AFTER_MS) {
+            await new Promise((resolve) => setImmediate(resolve));
+            slice = performance.now();
+          }
         }
         view.cursor = page.cursor;
         if (!page.more) break;

@@ -187,7 +187,9 @@ export default definePlugin({
           ctx.recordAnswer = { maxBytes: config.max_answer_bytes };
           ctx.afterExchange(() => compareShadow(ctx, found.entry));
         } else if (plan.lookup) {
-          s.metrics.lookups.inc({ tier: config.exact.enabled ? 'exact' : 'semantic', result: 'miss' });
+          // The last tier consulted: a semantic miss means the exact tier missed first.
+          const tier = text !== undefined ? 'semantic' : config.exact.enabled ? 'exact' : 'none';
+          s.metrics.lookups.inc({ tier, result: 'miss' });
           mark(ctx, { status: 'MISS' });
         } else {
           s.metrics.lookups.inc({ tier: 'none', result: 'bypass' });

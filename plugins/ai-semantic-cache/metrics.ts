@@ -31,7 +31,7 @@ export class CacheMetrics {
     const registers = [registry];
     this.lookups = new Counter({
       name: 'aigw_cache_lookups_total',
-      help: 'Cache lookups by tier (exact, semantic; none when not looked up) and result (hit, miss, bypass, shadow).',
+      help: 'Cache lookups by result (hit, miss, bypass, shadow) and tier (the tier that matched; for a miss the last tier consulted; none when not looked up).',
       labelNames: ['tier', 'result'],
       registers,
     });
