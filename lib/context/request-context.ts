@@ -152,7 +152,7 @@ export interface RelayOutcome {
   /** Attempts that failed before the one that answered (or before giving up). */
   fallbacks?: number;
   /**
-   * The answer the client got, when a policy asked for it (`ctx.recordAnswer`) and the exchange
+   * The answer the client got, when it was asked for (`ctx.keepAnswer`) and the exchange
    * ended `complete` with a 200 within the size asked; absent otherwise (never a partial answer).
    */
   answer?: RecordedAnswer;
@@ -279,8 +279,8 @@ export class RequestContext {
   /** Set by ai-semantic-cache: how the cache treated the request (a HIT made no provider call). */
   cache?: CacheSummary;
   /**
-   * Set by a policy that needs the answer after the exchange (ai-semantic-cache's fill): the
-   * exchange then keeps it, up to `maxBytes` (above it, nothing), in `outcome.answer`.
+   * Asked for by whoever needs the answer after the exchange (`keepAnswer`): the exchange then
+   * keeps it, up to `maxBytes` (above it, nothing), in `outcome.answer`.
    */
   recordAnswer?: { maxBytes: number };
   /** Headers policies add to the answer (ai-budget's x-ratelimit-*); they win over the provider's. */
@@ -335,6 +335,15 @@ export class RequestContext {
       }
     }
     return errors;
+  }
+
+  /**
+   * Asks the exchange to keep the answer, up to `maxBytes`. Several may ask (ai-semantic-cache's
+   * fill, ai-metrics' answer logging): the largest size asked wins, and each checks
+   * `outcome.answer.bytes` against its own.
+   */
+  keepAnswer(maxBytes: number): void {
+    this.recordAnswer = { maxBytes: Math.max(this.recordAnswer?.maxBytes ?? 0, maxBytes) };
   }
 
   /** First value of a request header (names are lowercase). */

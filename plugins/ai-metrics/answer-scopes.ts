@@ -28,7 +28,7 @@ export class AnswerScopes {
       (routeId !== undefined ? this.bytesByScope.get(`route:${routeId}`) : undefined) ??
       (serviceId !== undefined ? this.bytesByScope.get(`service:${serviceId}`) : undefined) ??
       this.bytesByScope.get('global');
-    if (bytes) ctx.recordAnswer = { maxBytes: Math.max(ctx.recordAnswer?.maxBytes ?? 0, bytes) };
+    if (bytes) ctx.keepAnswer(bytes);
   }
 }
 

@@ -184,7 +184,7 @@ export default definePlugin({
         if (found) {
           s.metrics.lookups.inc({ tier: 'semantic', result: 'shadow' });
           mark(ctx, { status: 'SHADOW', tier: 'semantic', similarity: found.similarity! });
-          ctx.recordAnswer = { maxBytes: config.max_answer_bytes };
+          ctx.keepAnswer(config.max_answer_bytes);
           ctx.afterExchange(() => compareShadow(ctx, found.entry));
         } else if (plan.lookup) {
           // The last tier consulted: a semantic miss means the exact tier missed first.
@@ -199,9 +199,12 @@ export default definePlugin({
           s.metrics.fills.inc({ result: 'no_store' });
           return undefined;
         }
-        ctx.recordAnswer = { maxBytes: config.max_answer_bytes };
+        ctx.keepAnswer(config.max_answer_bytes);
         ctx.afterExchange(async () => {
-          const decision = fillDecision(ctx.outcome, { cacheToolCalls: config.cache_tool_calls });
+          const decision = fillDecision(ctx.outcome, {
+            cacheToolCalls: config.cache_tool_calls,
+            maxAnswerBytes: config.max_answer_bytes,
+          });
           if (decision !== 'store') {
             s.metrics.fills.inc({ result: decision });
             return;

@@ -59,12 +59,13 @@ export function planRequest(input: PlanInput): Plan {
  */
 export function fillDecision(
   outcome: RelayOutcome | undefined,
-  options: { cacheToolCalls: boolean },
+  options: { cacheToolCalls: boolean; maxAnswerBytes: number },
 ): 'store' | Exclude<FillResult, 'stored' | 'no_store' | 'store_error'> {
   if (outcome && INCOMPLETE.has(outcome.end)) return 'incomplete';
   if (outcome?.status !== 200 || outcome.error || outcome.end !== 'complete') return 'error';
   const answer = outcome.answer;
-  if (!answer) return 'too_large'; // a complete 200 is recorded unless it was above the size limit
+  // A complete 200 is recorded unless above the largest size asked; another asker may want more.
+  if (!answer || answer.bytes > options.maxAnswerBytes) return 'too_large';
   const choices = Array.isArray(answer.body.choices)
     ? (answer.body.choices as Array<Record<string, unknown>>)
     : [];

@@ -79,6 +79,16 @@ beforeAll(async () => {
         ],
       },
       {
+        name: 'cached',
+        path: '/cached',
+        plugins: [
+          { name: 'ai-semantic-cache', config: { scope: 'global', semantic: { enabled: false } } },
+          { name: 'ai-router', config: { targets: [target('fast', 'gpt-4o-mini', mock)] } },
+          // Answers logged here too: the cache and ai-metrics both ask the relay to keep them.
+          { name: 'ai-metrics', config: { content: { answers: true } } },
+        ],
+      },
+      {
         name: 'content',
         path: '/content',
         plugins: [
@@ -165,6 +175,7 @@ function usageOf(res: DriverResponse): Usage {
 describe('GET /metrics after known traffic', () => {
   let families: Series[];
   const usages: Usage[] = [];
+  const cacheStatuses: string[] = [];
 
   beforeAll(async () => {
     for (let i = 0; i < 3; i++) {
@@ -200,6 +211,19 @@ describe('GET /metrics after known traffic', () => {
     const failover = await postChat(gw.kong, '/fb', chatBody({ model: 'a' }));
     expect(failover.status).toBe(200);
     await failover.stats();
+
+    // One miss, then hits, JSON and streamed (a streamed hit is replayed from the JSON fill).
+    const question = `cached question ${LIMIT}`;
+    for (const stream of [false, false, true]) {
+      const res = await postChat(
+        gw.kong,
+        '/cached',
+        chatBody({ model: 'fast', stream, messages: [{ role: 'user', content: question }] }),
+      );
+      expect(res.status).toBe(200);
+      cacheStatuses.push(res.headers['x-cache-status'] as string);
+      await res.stats();
+    }
 
     for (let i = 0; i < 2; i++) {
       const refused = await postChat(gw.kong, '/budget', chatBody({ model: 'fast' }));
@@ -249,14 +273,15 @@ describe('GET /metrics after known traffic', () => {
 
   it('observes latency, first-token time and speed once per answered request', () => {
     const model = { ai_provider: 'openai', ai_model: 'gpt-4o-mini' };
-    expect(count(families, 'aigw_ai_llm_provider_latency_ms', model)).toBe(5);
-    expect(count(families, 'aigw_ai_llm_total_latency_ms', model)).toBe(5);
-    // Requests no target answered: the unknown model and the two refused on /budget.
-    expect(count(families, 'aigw_ai_llm_total_latency_ms', { ai_provider: '', ai_model: '' })).toBe(3);
+    // Five on /m and the cache's miss on /cached.
+    expect(count(families, 'aigw_ai_llm_provider_latency_ms', model)).toBe(6);
+    expect(count(families, 'aigw_ai_llm_total_latency_ms', model)).toBe(6);
+    // Requests no target answered: the unknown model, the two cache hits and the two refused on /budget.
+    expect(count(families, 'aigw_ai_llm_total_latency_ms', { ai_provider: '', ai_model: '' })).toBe(5);
     expect(count(families, 'aigw_ai_llm_time_to_first_token_ms', model)).toBe(2); // streams only
-    expect(count(families, 'aigw_ai_llm_output_tokens_per_second', model)).toBe(5);
-    expect(count(families, 'aigw_ai_llm_prompt_tokens', model)).toBe(5);
-    expect(count(families, 'aigw_ai_llm_completion_tokens', model)).toBe(5);
+    expect(count(families, 'aigw_ai_llm_output_tokens_per_second', model)).toBe(6);
+    expect(count(families, 'aigw_ai_llm_prompt_tokens', model)).toBe(6);
+    expect(count(families, 'aigw_ai_llm_completion_tokens', model)).toBe(6);
     // Kong's buckets, so one dashboard reads both.
     const buckets = families
       .filter(
@@ -280,7 +305,28 @@ describe('GET /metrics after known traffic', () => {
       '60000',
       '+Inf',
     ]);
-    expect(value(families, 'aigw_ai_llm_provider_latency_ms_bucket', { ...model, le: '+Inf' })).toBe(5);
+    expect(value(families, 'aigw_ai_llm_provider_latency_ms_bucket', { ...model, le: '+Inf' })).toBe(6);
+  });
+
+  it('counts cache misses and hits by cache status, a hit without provider time', () => {
+    expect(cacheStatuses).toEqual(['MISS', 'HIT', 'HIT']);
+    const cached = { route: 'cached', status: '200' };
+    expect(
+      value(families, 'aigw_ai_llm_requests_total', {
+        ...cached,
+        cache_status: 'MISS',
+        ai_model: 'gpt-4o-mini',
+      }),
+    ).toBe(1);
+    // A hit made no provider call: no target, so no model label either.
+    expect(
+      value(families, 'aigw_ai_llm_requests_total', { ...cached, cache_status: 'HIT', ai_model: '' }),
+    ).toBe(2);
+    expect(value(families, 'aigw_cache_lookups_total', { tier: 'exact', result: 'hit' })).toBe(2);
+    expect(value(families, 'aigw_cache_lookups_total', { tier: 'exact', result: 'miss' })).toBe(1);
+    expect(value(families, 'aigw_cache_fills_total', { result: 'stored' })).toBe(1);
+    const providerTime = families.filter((f) => f.name === 'aigw_ai_llm_provider_latency_ms_count');
+    expect(providerTime.map((f) => f.labels.ai_model)).not.toContain('');
   });
 
   it('counts the fallback by target and reason, and errors by code', () => {
@@ -291,8 +337,8 @@ describe('GET /metrics after known traffic', () => {
   });
 
   it('counts Kong round trips once per request', () => {
-    // 9 requests, each with a context (ai-router issued a ticket for all of them).
-    expect(value(families, 'aigw_kong_round_trips_count')).toBe(9);
+    // 12 requests, each with a context (ai-router or the cache issued a ticket for all of them).
+    expect(value(families, 'aigw_kong_round_trips_count')).toBe(12);
   });
 });
 

@@ -85,7 +85,7 @@ describe('fillDecision', () => {
     answer: answer({}),
     ...extra,
   });
-  const store = { cacheToolCalls: false };
+  const store = { cacheToolCalls: false, maxAnswerBytes: 1_000 };
 
   it('stores a complete 200 answer', () => {
     expect(fillDecision(outcome(), store)).toBe('store');
@@ -99,6 +99,11 @@ describe('fillDecision', () => {
     ['an aborted client', outcome({ status: 200, end: 'client_aborted' }), 'incomplete'],
     ['a timeout', outcome({ status: 504, end: 'timeout' }), 'incomplete'],
     ['no recorded answer (above the size limit)', outcome({ answer: undefined }), 'too_large'],
+    [
+      'an answer kept for someone who asked for more bytes',
+      outcome({ answer: { ...answer({}), bytes: 1_001 } }),
+      'too_large',
+    ],
     [
       'a content-filtered answer',
       outcome({ answer: answer({ finish_reason: 'content_filter' }) }),
@@ -126,7 +131,7 @@ describe('fillDecision', () => {
         finish_reason: 'tool_calls',
       }),
     });
-    expect(fillDecision(o, { cacheToolCalls: true })).toBe('store');
+    expect(fillDecision(o, { ...store, cacheToolCalls: true })).toBe('store');
   });
 });
 
