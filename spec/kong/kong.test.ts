@@ -5,7 +5,8 @@
  */
 import { SUITE_PLUGIN_NAMES } from '../../lib/kong/kong-conf';
 import { chat, KEY, scenarioConfig } from '../e2e/scenarios';
-import { type ProviderMock, rawRequest, startOpenAIMock } from '../support/providers';
+import { type ProviderMock, rawRequest, sseJson, startOpenAIMock } from '../support/providers';
+import { freePort } from '../support/redis';
 import { KONG_START_TIMEOUT_MS, KongLab, kongVersion } from './support';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -13,9 +14,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
   let mock: ProviderMock;
   let kong: KongLab;
+  let suiteAdminPort: number;
 
   beforeAll(async () => {
     mock = await startOpenAIMock({ apiKey: KEY });
+    suiteAdminPort = await freePort();
     const base = scenarioConfig(mock.url);
     kong = await KongLab.start({
       // The scenarios' routes a and b, plus a route whose ai-router config breaks a rule across
@@ -65,7 +68,8 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
         });
         return config;
       },
-      serverEnv: { AIGW_LOG_LEVEL: 'info' }, // ai-metrics logs its request lines at info
+      // ai-metrics logs its request lines at info; the suite's admin endpoint serves /metrics.
+      serverEnv: { AIGW_LOG_LEVEL: 'info', AIGW_ADMIN_PORT: String(suiteAdminPort) },
       // The README's advice caps bodies in Kong too; 1m here so a test can cross it cheaply.
       kongEnv: { KONG_NGINX_HTTP_CLIENT_MAX_BODY_SIZE: '1m' },
     });
@@ -119,6 +123,42 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
     expect(line.kong_round_trips).toBe(11);
   });
 
+  it("the suite's /metrics counts what Kong served: requests, every token, one round-trip observation each", async () => {
+    const scrape = async () =>
+      (await (await fetch(`http://127.0.0.1:${suiteAdminPort}/metrics`)).text()).split('\n');
+    const sum = (lines: string[], prefix: string, ...parts: string[]) =>
+      lines
+        .filter((l) => l.startsWith(prefix) && parts.every((p) => l.includes(p)))
+        .reduce((total, l) => total + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const requests = (lines: string[]) =>
+      sum(lines, 'aigw_ai_llm_requests_total{', 'route="a"', 'status="200"');
+    const tokens = (lines: string[]) =>
+      sum(lines, 'aigw_ai_llm_tokens_total{', 'route="a"', 'token_type="total_tokens"');
+    const roundTrips = (lines: string[]) => sum(lines, 'aigw_kong_round_trips_count');
+    const before = await scrape();
+    let used = 0;
+    for (const stream of [false, true, false]) {
+      const res = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, {
+        body: {
+          ...chat(`metrics in real Kong ${stream}`),
+          stream,
+          stream_options: stream ? { include_usage: true } : undefined,
+        },
+      });
+      expect(res.status).toBe(200);
+      type Usage = { total_tokens: number };
+      const usage = stream
+        ? (sseJson(res.text).find((e) => e.usage)!.usage as Usage)
+        : (JSON.parse(res.text).usage as Usage);
+      used += usage.total_tokens;
+      await metricsLine(res.headers['x-kong-request-id'] as string);
+    }
+    const after = await scrape();
+    expect(requests(after) - requests(before)).toBe(3);
+    expect(tokens(after) - tokens(before)).toBe(used);
+    expect(roundTrips(after) - roundTrips(before)).toBe(3);
+  });
+
   it('ignores a client’s own x-aigw-context header: the relay takes only tickets the plugins issued', async () => {
     const res = await rawRequest(`${kong.proxyUrl}/a/v1/chat/completions`, {
       headers: { 'x-aigw-context': 'forged-by-the-client' },
@@ -170,9 +210,10 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
     // alice's counter is her own.
     expect((await ask('alice-key', 'second', 95)).status).toBe(200);
     // Round trips: ai-router 2, ai-budget 3 (its ticket + get_consumer), and from the service
+    // ai-semantic-cache 3 (its ticket + get_consumer: each plugin asks Kong on its own),
     // ai-fallback 2 and ai-metrics 2. The route's ai-budget replaces the service's.
     const line = await metricsLine(alice.headers['x-kong-request-id'] as string);
-    expect(line.kong_round_trips).toBe(9);
+    expect(line.kong_round_trips).toBe(12);
   });
 
   it('answers every request of a route whose config breaks a cross-field rule with 500 AIGW_CONFIG_INVALID naming the field', async () => {
