@@ -133,6 +133,8 @@ async function scrape(): Promise<Series[]> {
   expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
   const text = await res.text();
   expect(parsePrometheusTextFormat(text).length).toBeGreaterThan(10);
+  // No key, prompt or client-chosen string ever becomes a label.
+  for (const leaked of [KEY, 'no-such-model', 'json 0', 'cached question']) expect(text).not.toContain(leaked);
   return text
     .split('\n')
     .filter((line) => line && !line.startsWith('#'))
