@@ -25,29 +25,56 @@ export function maskSecret(value: string): string {
   return `[REDACTED len=${value.length} hash=${shortHash(value)}]`;
 }
 
-/** Masks secret lookalikes inside free text. */
+/** Masks secret lookalikes inside free text (the same string when there is none). */
 export function scrubText(text: string): string {
   return text.replace(SECRET_TEXT, (m) => maskSecret(m));
 }
 
+/** Field names seen, and whether they name a secret: log lines use the same few names over and over. */
+const secretKeys = new Map<string, boolean>();
+const SECRET_KEYS_REMEMBERED = 4096;
+
+function isSecretKey(name: string): boolean {
+  let secret = secretKeys.get(name);
+  if (secret === undefined) {
+    secret = SECRET_HEADERS.has(name.toLowerCase()) || SECRET_KEY.test(name);
+    if (secretKeys.size < SECRET_KEYS_REMEMBERED) secretKeys.set(name, secret);
+  }
+  return secret;
+}
+
 /**
- * Deep copy with every secret-named field masked and secret lookalikes in strings scrubbed.
- * Used on every log line, so it is iterative and bounded in depth.
+ * The value with every secret-named field masked and secret lookalikes in strings scrubbed.
+ * Used on every log line, so it copies only what it changes (a clean line costs no
+ * allocation) and stops at a bounded depth.
  */
 export function redact(value: unknown, depth = 0): unknown {
   if (typeof value === 'string') return scrubText(value);
   if (value === null || typeof value !== 'object' || depth > 8) return value;
   if (value instanceof Error) return value;
-  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (v != null && (SECRET_HEADERS.has(k.toLowerCase()) || SECRET_KEY.test(k))) {
-      out[k] = typeof v === 'string' ? maskSecret(v) : '[REDACTED]';
-    } else {
-      out[k] = redact(v, depth + 1);
-    }
+  if (Array.isArray(value)) {
+    let out: unknown[] | undefined;
+    value.forEach((v, i) => {
+      const r = redact(v, depth + 1);
+      if (r === v) return;
+      out ??= [...value];
+      out[i] = r;
+    });
+    return out ?? value;
   }
-  return out;
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const r =
+      v != null && isSecretKey(k)
+        ? typeof v === 'string'
+          ? maskSecret(v)
+          : '[REDACTED]'
+        : redact(v, depth + 1);
+    if (r === v) continue;
+    out ??= { ...(value as Record<string, unknown>) };
+    out[k] = r;
+  }
+  return out ?? value;
 }
 
 /** Stable hash of a config: logged instead of the config, which may hold resolved secrets. */

@@ -1,0 +1,34 @@
+import { redact } from '../../../lib/log/redact';
+
+describe('redact', () => {
+  it('masks secret-named fields and secret lookalikes at any depth, copying what it changes', () => {
+    const line = {
+      route: 'ai',
+      headers: { Authorization: 'Bearer abcdefgh123', 'x-trace': 'ok' },
+      nested: [{ api_key: 'plain-value-1234' }, 'say sk-proj-abcdefghijklmnop'],
+      count: 3,
+    };
+    const out = redact(line) as typeof line;
+    expect(out).not.toBe(line);
+    expect(out.route).toBe('ai');
+    expect(out.headers.Authorization).toMatch(/^\[REDACTED len=18 hash=\w{8}\]$/);
+    expect(out.headers['x-trace']).toBe('ok');
+    expect((out.nested[0] as { api_key: string }).api_key).toMatch(/^\[REDACTED len=16/);
+    expect(out.nested[1]).toMatch(/^say \[REDACTED len=24 hash=\w{8}\]$/);
+    // The caller's object is left as it was.
+    expect(line.headers.Authorization).toBe('Bearer abcdefgh123');
+    expect(line.nested[1]).toBe('say sk-proj-abcdefghijklmnop');
+  });
+
+  it('returns a clean value itself, without copying', () => {
+    const clean = { route: 'ai', usage: { input_tokens: 3 }, attempts: [{ target: 'a' }], ok: true };
+    expect(redact(clean)).toBe(clean);
+  });
+
+  it('masks a non-string secret field whole, and stops at a bounded depth', () => {
+    expect(redact({ credentials: { user: 'u', pass: 'p' } })).toEqual({ credentials: '[REDACTED]' });
+    let deep: Record<string, unknown> = { leaf: 'sk-proj-abcdefghijklmnop' };
+    for (let i = 0; i < 20; i++) deep = { child: deep };
+    expect(() => redact(deep)).not.toThrow();
+  });
+});
