@@ -5,18 +5,28 @@ import { AnswerScopes, LOGGED_ANSWER_MAX_BYTES } from './answer-scopes';
 import { ContentLog } from './content';
 import { buildLogRecord, type KongLogData, requestSpan } from './log-record';
 import { measureRequest, RequestMetrics } from './metrics';
+import { PromptPatterns, promptText } from './patterns';
 import { logSinkFor } from './sinks';
 import { tracerFor } from './traces';
 
-/** Per suite, shared by every ai-metrics instance: the metric families, and whose answers to keep. */
-const perSuite = new WeakMap<Suite, { metrics: RequestMetrics; answers: AnswerScopes }>();
+/** Per suite, shared by every ai-metrics instance: the metric families, whose answers to keep, prompt patterns. */
+const perSuite = new WeakMap<
+  Suite,
+  { metrics: RequestMetrics; answers: AnswerScopes; patterns: PromptPatterns }
+>();
+
+/** ai-metrics' default `prompt_patterns.top_k`. */
+const DEFAULT_TOP_K = 20;
 
 function shared(suite: Suite) {
   let state = perSuite.get(suite);
   if (!state) {
     const answers = new AnswerScopes();
     suite.contexts.whenOpened((ctx) => answers.prepare(ctx));
-    state = { metrics: new RequestMetrics(suite.metrics), answers };
+    const patterns = new PromptPatterns({ topK: DEFAULT_TOP_K });
+    patterns.exportTo(suite.metrics);
+    suite.admin.add('patterns', patterns.handle);
+    state = { metrics: new RequestMetrics(suite.metrics), answers, patterns };
     perSuite.set(suite, state);
   }
   return state;
@@ -33,7 +43,7 @@ export default definePlugin({
   priority: 720,
   phases: ['log'],
   create(config, keys, suite) {
-    const { metrics, answers } = shared(suite);
+    const { metrics, answers, patterns } = shared(suite);
     const sink = logSinkFor(suite, config.log_sink);
     const tracer = tracerFor(suite, config.traces);
     const content = new ContentLog(config.content);
@@ -50,6 +60,10 @@ export default definePlugin({
           logRoundTrips: event.roundTrips,
         });
         if (config.metrics) metrics.record(measure);
+        if (config.prompt_patterns.enabled && measure.labels.route) {
+          const text = promptText(ctx?.endpoint, ctx?.body);
+          if (text !== undefined) patterns.observe(measure.labels.route, text, config.prompt_patterns.top_k);
+        }
         if (!config.log_requests && !tracer) return;
         const record = buildLogRecord(ctx, kongData, measure, config);
         tracer?.record(requestSpan(record, kongData));

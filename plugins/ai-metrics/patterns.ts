@@ -150,6 +150,8 @@ export class PromptPatterns {
   readonly capacity: number;
   readonly maxRoutes: number;
   private readonly byRoute = new Map<string, SpaceSaving>();
+  /** Templates reported for a route whose ai-metrics instance asked for another number than `topK`. */
+  private readonly topKOf = new Map<string, number>();
 
   constructor(options: PromptPatternsOptions) {
     const { topK, capacity = Math.max(5 * topK, 100), maxRoutes = 200 } = options;
@@ -164,15 +166,18 @@ export class PromptPatterns {
     this.maxRoutes = maxRoutes;
   }
 
-  /** Counts one prompt of a route. A prompt with no text once whitespace is removed is not counted. */
-  observe(route: string, prompt: string): void {
+  /**
+   * Counts one prompt of a route. A prompt with no text once whitespace is removed is not
+   * counted. `topK`: templates reported for the route (its instance's config), when it differs.
+   */
+  observe(route: string, prompt: string, topK = this.topK): void {
     const template = fingerprint(prompt);
     if (template === '') return;
-    this.sketchOf(route).add(template);
+    this.sketchOf(route, topK).add(template);
   }
 
   /** The route's most frequent templates, most frequent first. */
-  top(route: string, k = this.topK): PatternCount[] {
+  top(route: string, k = this.topKOf.get(route) ?? this.topK): PatternCount[] {
     const sketch = this.byRoute.get(route);
     if (!sketch) return [];
     return sketch.top(k).map((c) => ({
@@ -235,14 +240,15 @@ export class PromptPatterns {
     return this.top(route).map((p) => ({ ...p, template: scrubText(p.template) }));
   }
 
-  private sketchOf(route: string): SpaceSaving {
+  private sketchOf(route: string, topK: number): SpaceSaving {
     let sketch = this.byRoute.get(route);
     if (!sketch) {
       const name = this.byRoute.size < this.maxRoutes ? route : OTHER_ROUTE;
       sketch = this.byRoute.get(name);
       if (!sketch) {
-        sketch = new SpaceSaving(this.capacity);
+        sketch = new SpaceSaving(Math.max(this.capacity, 5 * topK));
         this.byRoute.set(name, sketch);
+        if (topK !== this.topK && name === route) this.topKOf.set(route, topK);
       }
     }
     return sketch;

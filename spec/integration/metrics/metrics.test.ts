@@ -134,7 +134,8 @@ async function scrape(): Promise<Series[]> {
   const text = await res.text();
   expect(parsePrometheusTextFormat(text).length).toBeGreaterThan(10);
   // No key, prompt or client-chosen string ever becomes a label.
-  for (const leaked of [KEY, 'no-such-model', 'json 0', 'cached question']) expect(text).not.toContain(leaked);
+  for (const leaked of [KEY, 'no-such-model', 'json 0', 'cached question'])
+    expect(text).not.toContain(leaked);
   return text
     .split('\n')
     .filter((line) => line && !line.startsWith('#'))
@@ -336,6 +337,21 @@ describe('GET /metrics after known traffic', () => {
     expect(value(families, 'aigw_relay_errors_total', { code: 'AIGW_UNKNOWN_MODEL' })).toBe(1);
     expect(value(families, 'aigw_relay_errors_total', { code: 'AIGW_BUDGET_EXCEEDED' })).toBe(2);
     expect(value(families, 'aigw_budget_refused_total', { limit: LIMIT })).toBe(2);
+  });
+
+  it('counts prompt templates per route: the metric by template id, the text on GET /patterns', async () => {
+    // On /m: `json <n>` three times (one template), `a longer streamed question number <n>`
+    // twice, and the unknown model's `Say hello` (refused, but its prompt was asked).
+    const res = await fetch(`http://127.0.0.1:${gw.server.adminPort}/patterns/m`);
+    const body = (await res.json()) as { patterns: Array<{ id: string; template: string; count: number }> };
+    expect(body.patterns.map((p) => [p.template, p.count])).toEqual([
+      ['json <num>', 3],
+      ['a longer streamed question number <num>', 2],
+      ['Say hello', 1],
+    ]);
+    expect(
+      value(families, 'aigw_prompt_pattern_requests', { route: 'm', pattern: body.patterns[0]!.id }),
+    ).toBe(3);
   });
 
   it('counts Kong round trips once per request', () => {
