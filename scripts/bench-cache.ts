@@ -15,8 +15,7 @@
  *    excluded and measured on its own (the local embedder, 384 dimensions). Target ≤ 2 ms p99.
  *    Entries carry random unit vectors (embedding 100k prompts would only make the fill slow).
  */
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +28,7 @@ import { createLogger } from '../lib/log/logger';
 import { createStore, MemoryStore, type Store, storeConfigFromEnv } from '../lib/store';
 import { freePort, RedisServer } from '../spec/support/redis';
 import { closeChild, forkChild } from './bench/children';
+import { KongLab, waitForLab } from './bench/kong-lab';
 import { percentile } from './bench/load';
 import { writeMarkdownBlock } from './bench/report';
 
@@ -39,6 +39,7 @@ const USAGE = `usage: node dist/scripts/bench-cache.js [options]
   --entries N       entries in the namespace of part 2 (default 100000)
   --lookups N       measured lookups of part 2 (default 5000)
   --redis           also run part 1 with Redis as the store, and rebuild part 2's index from Redis
+  --kong-lab DIR    part 1 through a real Kong 3.9.3 of the Kong lab too (env KONG_LAB)
   --only 1|2        one part only
   --out FILE        Markdown results (default docs/benchmarks-cache.md; "-" for none)`;
 
@@ -124,7 +125,49 @@ const chat = (content: string, extra: object = {}) => ({
   ...extra,
 });
 
+/** Where part 1 runs: the dev gateway, or a real Kong of the Kong lab. */
+type GatewayKind = { kind: 'dev' } | { kind: 'kong'; lab: string; scripts: string };
+
+interface RunningGateway {
+  origin: string;
+  close(): Promise<void>;
+}
+
+async function startGateway(
+  kind: GatewayKind,
+  config: object,
+  relayPort: number,
+  env: Record<string, string>,
+): Promise<RunningGateway> {
+  if (kind.kind === 'dev') {
+    const port = await freePort();
+    const started = await forkChild('gateway-process.js', { type: 'start', config, port, relayPort, env });
+    return { origin: `http://127.0.0.1:${port}`, close: () => closeChild(started.child) };
+  }
+  if (!(await waitForLab(kind.lab, 900, log))) throw new Error('the Kong lab stayed busy');
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'aigw-bench-cache-'));
+  const kong = await KongLab.start({
+    lab: kind.lab,
+    scripts: kind.scripts,
+    workDir,
+    socketDir: path.join(workDir, 'sockets'),
+    proxyPort: await freePort(),
+    adminPort: await freePort(),
+    declarative: config,
+    serverEnv: { ...env, AIGW_RELAY_PORT: String(relayPort) },
+    log,
+  });
+  return {
+    origin: kong.url,
+    close: async () => {
+      await kong.stop();
+      rmSync(workDir, { recursive: true, force: true });
+    },
+  };
+}
+
 async function hitLatency(
+  gatewayKind: GatewayKind,
   store: string,
   opts: { requests: number; misses: number; latencyMs: number },
 ): Promise<{ rows: string[]; hitP99: number; baselineP99: number }> {
@@ -141,19 +184,21 @@ async function hitLatency(
     chunkDelayMs: 1,
     answer: ANSWER,
   });
-  let gateway: ChildProcess | undefined;
+  let gateway: RunningGateway | undefined;
   try {
-    const port = await freePort();
     const relayPort = await freePort();
-    const started = await forkChild('gateway-process.js', {
-      type: 'start',
-      config: declarative(new URL(String(mock.ready.url)).origin, String(instant.ready.url), relayPort),
-      port,
+    gateway = await startGateway(
+      gatewayKind,
+      declarative(new URL(String(mock.ready.url)).origin, String(instant.ready.url), relayPort),
       relayPort,
-      env: { AIGW_LOG_LEVEL: 'warn', AIGW_STORE: store, AIGW_ADMIN_PORT: 'off' },
-    });
-    gateway = started.child;
-    const origin = `http://127.0.0.1:${port}`;
+      { AIGW_LOG_LEVEL: 'warn', AIGW_STORE: store, AIGW_ADMIN_PORT: 'off' },
+    );
+    const origin = gateway.origin;
+    // Kong starts its plugin servers after it answers: wait until the suite's route answers.
+    for (let i = 0; (await post(origin, chat('warm up')).catch(() => ({ status: 0 }))).status !== 200; i++) {
+      if (i > 300) throw new Error('the gateway never answered');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const expect = (r: { status: number; cache?: string }, cache: string) => {
       if (r.status !== 200 || r.cache !== cache)
         throw new Error(`expected 200 ${cache}, got ${r.status} ${r.cache}`);
@@ -200,7 +245,7 @@ async function hitLatency(
       baselineP99: baseline.p99,
     };
   } finally {
-    await closeChild(gateway);
+    await gateway?.close();
     await closeChild(mock.child);
     await closeChild(instant.child);
   }
@@ -365,6 +410,11 @@ async function main(): Promise<void> {
       entries: { type: 'string', default: '100000' },
       lookups: { type: 'string', default: '5000' },
       redis: { type: 'boolean', default: false },
+      'kong-lab': { type: 'string', default: process.env.KONG_LAB },
+      'kong-lab-scripts': {
+        type: 'string',
+        default: process.env.KONG_LAB_SCRIPTS ?? '/work/shared/kong-lab',
+      },
       only: { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -387,13 +437,19 @@ async function main(): Promise<void> {
         misses: Number(values.misses),
         latencyMs: Number(values['latency-ms']),
       };
-      for (const store of ['memory', ...(redis ? [redis.url] : [])]) {
-        log(
-          `part 1: hit latency through the dev gateway, store ${store === 'memory' ? 'memory' : 'redis'}...`,
-        );
-        const { rows, hitP99, baselineP99 } = await hitLatency(store, opts);
+      const lab = values['kong-lab'];
+      const gateways: GatewayKind[] = [
+        { kind: 'dev' },
+        ...(lab ? [{ kind: 'kong' as const, lab, scripts: String(values['kong-lab-scripts']) }] : []),
+      ];
+      for (const [gatewayKind, store] of gateways.flatMap((g) =>
+        ['memory', ...(redis ? [redis.url] : [])].map((st) => [g, st] as const),
+      )) {
+        const where = gatewayKind.kind === 'dev' ? 'the dev gateway' : 'real Kong 3.9.3 (Kong lab)';
+        log(`part 1: hit latency through ${where}, store ${store === 'memory' ? 'memory' : 'redis'}...`);
+        const { rows, hitP99, baselineP99 } = await hitLatency(gatewayKind, store, opts);
         lines.push(
-          `### 1. Through the dev gateway (store: ${store === 'memory' ? 'memory' : 'Redis on loopback'})`,
+          `### 1. Through ${where} (store: ${store === 'memory' ? 'memory' : 'Redis on loopback'})`,
           '',
           ...header,
           ...rows,
