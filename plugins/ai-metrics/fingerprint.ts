@@ -65,9 +65,10 @@ const VARIABLE = new RegExp(
       ')',
     // 8 <time>: 14:30, 14:30:05.123, 2:30 pm, 5pm.
     '((?<![\\w:.-])\\d{1,2}(?::\\d{2}(?::\\d{2}(?:\\.\\d+)?)?(?: ?[AaPp]\\.?[Mm]\\.?)?| ?[AaPp]\\.?[Mm]\\.?)(?![\\w<:]))',
-    // 9 <phone>: +1 (555) 123-4567, (555) 123-4567, 555-123-4567.
+    // 9 <phone>: +15551234567, +1 (555) 123-4567, (555) 123-4567, 555-123-4567. Each group
+    //   after the country code needs its separator: a run of digits splits only one way.
     '(' +
-      '(?<![\\w+])\\+\\d{1,3}(?:[ .-]?\\(?\\d{1,5}\\)?){2,5}(?![\\w<])' +
+      '(?<![\\w+])\\+(?:\\d{7,15}|\\d{1,3}(?:[ .-]?\\(\\d{1,5}\\)|[ .-]\\d{1,5}){2,5})(?![\\w<])' +
       '|(?<![\\w])\\(\\d{3}\\) ?\\d{3}[ .-]\\d{4}(?![\\w<])' +
       '|(?<![\\w.-])\\d{3}[.-]\\d{3}[.-]\\d{4}(?![\\w<]|[.-][\\d<])' +
       ')',
@@ -231,7 +232,8 @@ const WORDISH_AT = new RegExp(WORDISH, 'uy');
 /** The last `quote` that can close a string, or -1. A single quote followed by a word is an apostrophe. */
 function lastClosingQuote(text: string, quote: string): number {
   if (quote !== "'" && quote !== '’') return text.lastIndexOf(quote);
-  for (let i = text.lastIndexOf(quote); i >= 0; i = text.lastIndexOf(quote, i - 1)) {
+  // (lastIndexOf(q, -1) looks at 0 again: the loop stops after index 0 itself.)
+  for (let i = text.lastIndexOf(quote); i >= 0; i = i === 0 ? -1 : text.lastIndexOf(quote, i - 1)) {
     WORDISH_AT.lastIndex = i + 1;
     if (!WORDISH_AT.test(text)) return i;
   }
