@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { Registry } from 'prom-client';
 import type { AdminRequest } from '../../../../lib/admin/routes';
@@ -135,7 +136,8 @@ describe('PromptPatterns: 10 000 prompts from 20 templates among 2 000 one-off p
     const top = patterns.top('support');
     expect(top).toHaveLength(20);
     expect(new Set(top.map((p) => p.template))).toEqual(new Set(expected));
-    const slack = 12_000 / patterns.capacity;
+    expect(patterns.capacity).toBe(100); // the default for topK 20
+    const slack = 12_000 / 100;
     for (const p of top) {
       const truth = counts[expected.indexOf(p.template)]!;
       expect(p.count).toBeGreaterThanOrEqual(truth);
@@ -151,6 +153,46 @@ describe('PromptPatterns: 10 000 prompts from 20 templates among 2 000 one-off p
     expect(patterns.top('support', 3)).toEqual(patterns.top('support').slice(0, 3));
     expect(patterns.top('support', 0)).toEqual([]);
     expect(patterns.top('no-such-route')).toEqual([]);
+  });
+});
+
+describe('SpaceSaving', () => {
+  it('hands the smallest counter to a new key, which inherits its count as error', () => {
+    const s = new SpaceSaving(2);
+    for (const k of ['a', 'a', 'b', 'c', 'c', 'c', 'a']) s.add(k);
+    expect(s.top(2).map((c) => [c.key, c.count, c.error])).toEqual([
+      ['c', 4, 1],
+      ['a', 3, 0],
+    ]);
+  });
+
+  it('keeps its guarantees on any stream: never under, over by at most its error, frequent keys always held', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 30 }), { maxLength: 400 }),
+        fc.integer({ min: 1, max: 12 }),
+        (keys, m) => {
+          const s = new SpaceSaving(m);
+          const truth = new Map<string, number>();
+          for (const k of keys) {
+            s.add(`k${k}`);
+            truth.set(`k${k}`, (truth.get(`k${k}`) ?? 0) + 1);
+          }
+          const held = s.top(m);
+          expect(s.size).toBeLessThanOrEqual(m);
+          expect(held.reduce((sum, c) => sum + c.count, 0)).toBe(keys.length);
+          for (const c of held) {
+            const t = truth.get(c.key)!;
+            expect(c.count).toBeGreaterThanOrEqual(t);
+            expect(c.count - c.error).toBeLessThanOrEqual(t);
+            expect(c.error).toBeLessThanOrEqual(keys.length / m);
+          }
+          for (const [key, t] of truth)
+            if (t > keys.length / m) expect(held.some((c) => c.key === key)).toBe(true);
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
 
