@@ -27,6 +27,7 @@ import { installationRoot } from '../lib/kong/kong-conf';
 import { createLogger } from '../lib/log/logger';
 import { createStore, MemoryStore, type Store, storeConfigFromEnv } from '../lib/store';
 import { freePort, RedisServer } from '../spec/support/redis';
+import { nudge, randomUnit } from '../spec/support/vectors';
 import { closeChild, forkChild } from './bench/children';
 import { KongLab, waitForLab } from './bench/kong-lab';
 import { percentile } from './bench/load';
@@ -252,31 +253,6 @@ async function hitLatency(
 }
 
 // ------------------------------------------------------------------ part 2
-
-/** A deterministic unit vector (xorshift). */
-function randomUnit(seed: number, dims: number): Float32Array {
-  let x = (seed * 2654435761) >>> 0 || 1;
-  const v = new Float32Array(dims);
-  let norm = 0;
-  for (let i = 0; i < dims; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    v[i] = ((x >>> 0) / 2 ** 32) * 2 - 1;
-    norm += v[i]! * v[i]!;
-  }
-  const n = Math.sqrt(norm);
-  for (let i = 0; i < dims; i++) v[i]! /= n;
-  return v;
-}
-
-function nudge(v: Float32Array, seed: number, amount: number): Float32Array {
-  const noise = randomUnit(seed, v.length);
-  const out = v.map((x, i) => x + amount * noise[i]!);
-  let norm = 0;
-  for (const x of out) norm += x * x;
-  return out.map((x) => x / Math.sqrt(norm));
-}
 
 async function lookupCost(opts: { entries: number; lookups: number; redisUrl?: string }): Promise<string[]> {
   const settings: NamespaceSettings = {

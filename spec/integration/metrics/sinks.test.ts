@@ -8,51 +8,18 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Registry } from 'prom-client';
-import type { Suite, SuitePlugin } from '../../../lib/kong/plugin';
+import type { Registry } from 'prom-client';
+import type { SuitePlugin } from '../../../lib/kong/plugin';
 import { startSuiteServer } from '../../../lib/kong/suite-server';
 import { type LogSinkConfig, logSinkFor } from '../../../plugins/ai-metrics/sinks';
 import { until } from '../../support/eventually';
 import { freePort } from '../../support/redis';
-import { type CapturedLog, captureLogger, tempDir } from '../../support/suite';
+import { captureLogger, tempDir } from '../../support/suite';
+import { suiteStub, suiteStubs } from '../../support/suite-stub';
 
 // ------------------------------------------------------------------ helpers
 
-interface TestSuite {
-  suite: Suite;
-  log: CapturedLog;
-  metrics: Registry;
-  /** Runs the close hooks, as the suite server does when it closes. */
-  close(): Promise<void>;
-}
-
-/** What the sinks use of a suite: its logger, its metrics and its close hook. */
-function testSuite(): TestSuite {
-  const log = captureLogger();
-  const metrics = new Registry();
-  const hooks: Array<() => Promise<void> | void> = [];
-  const suite = { logger: log.logger, metrics, onClose: (fn: () => void) => void hooks.push(fn) };
-  return {
-    suite: suite as unknown as Suite,
-    log,
-    metrics,
-    close: async () => {
-      await Promise.all(hooks.map((h) => h()));
-    },
-  };
-}
-
-let suites: TestSuite[] = [];
-function newSuite(): TestSuite {
-  const s = testSuite();
-  suites.push(s);
-  return s;
-}
-
-afterEach(async () => {
-  await Promise.all(suites.map((s) => s.close()));
-  suites = [];
-});
+const newSuite = suiteStubs();
 
 /** A sink config with the schema's defaults. */
 function sinkConfig(extra: Partial<LogSinkConfig>): LogSinkConfig {
@@ -411,7 +378,7 @@ describe('file sink', () => {
 
   it('flushes and closes with the suite; later lines are dropped', async () => {
     const file = path.join(dir.dir, 'requests.log');
-    const s = testSuite();
+    const s = suiteStub();
     const sink = logSinkFor(s.suite, sinkConfig({ type: 'file', path: file }));
     sink.write(line(1));
     await s.close();

@@ -7,48 +7,12 @@
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
-import { Registry } from 'prom-client';
-import type { Suite } from '../../../lib/kong/plugin';
 import { type RequestSpan, type TracesConfig, tracerFor } from '../../../plugins/ai-metrics/traces';
-import { type CapturedLog, captureLogger } from '../../support/suite';
+import { suiteStub, suiteStubs } from '../../support/suite-stub';
 
 // ------------------------------------------------------------------ helpers
 
-interface TestSuite {
-  suite: Suite;
-  log: CapturedLog;
-  /** Runs the close hooks, as the suite server does when it closes. */
-  close(): Promise<void>;
-}
-
-/** What the tracer uses of a suite: its logger and its close hook. */
-function testSuite(): TestSuite {
-  const log = captureLogger();
-  const hooks: Array<() => Promise<void> | void> = [];
-  const suite = {
-    logger: log.logger,
-    metrics: new Registry(),
-    onClose: (fn: () => void) => void hooks.push(fn),
-  };
-  return {
-    suite: suite as unknown as Suite,
-    log,
-    close: async () => {
-      await Promise.all(hooks.map((h) => h()));
-    },
-  };
-}
-
-let suites: TestSuite[] = [];
-function newSuite(): TestSuite {
-  const s = testSuite();
-  suites.push(s);
-  return s;
-}
-afterEach(async () => {
-  await Promise.all(suites.map((s) => s.close()));
-  suites = [];
-});
+const newSuite = suiteStubs();
 
 /** A span as the receiver decoded it from OTLP/JSON. */
 interface ReceivedSpan {
@@ -351,7 +315,7 @@ it('is off unless enabled with an endpoint; one tracer per suite and config', as
 
 it('sends the spans still batched when the suite closes', async () => {
   const receiver = await startReceiver();
-  const s = testSuite();
+  const s = suiteStub();
   const tracer = tracerFor(s.suite, tracesConfig({ endpoint: receiver.endpoint }))!;
   tracer.record(chatSpan());
   expect(receiver.spans).toHaveLength(0); // the batch processor waits seconds before an export

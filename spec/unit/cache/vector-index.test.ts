@@ -1,28 +1,5 @@
 import { FLAT_LIMIT, VectorIndex } from '../../../lib/cache/vector-index';
-
-/** A deterministic unit vector (xorshift), so tests never depend on Math.random. */
-function unit(seed: number, dims: number): Float32Array {
-  let x = seed * 2654435761 || 1;
-  const v = new Float32Array(dims);
-  let norm = 0;
-  for (let i = 0; i < dims; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    v[i] = ((x >>> 0) / 2 ** 32) * 2 - 1;
-    norm += v[i]! * v[i]!;
-  }
-  for (let i = 0; i < dims; i++) v[i]! /= Math.sqrt(norm);
-  return v;
-}
-
-/** `v` moved a little toward another random direction, renormalised. */
-function near(v: Float32Array, seed: number, amount: number): Float32Array {
-  const noise = unit(seed, v.length);
-  const out = v.map((x, i) => x + amount * noise[i]!);
-  const norm = Math.hypot(...out);
-  return out.map((x) => x / norm);
-}
+import { nudge as near, randomUnit as unit } from '../../support/vectors';
 
 describe('VectorIndex', () => {
   it('finds the nearest vector above the threshold, and nothing below it', () => {
