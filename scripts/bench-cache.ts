@@ -15,7 +15,7 @@
  *    excluded and measured on its own (the local embedder, 384 dimensions). Target ≤ 2 ms p99.
  *    Entries carry random unit vectors (embedding 100k prompts would only make the fill slow).
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,7 +29,7 @@ import { createStore, MemoryStore, type Store, storeConfigFromEnv } from '../lib
 import { freePort, RedisServer } from '../spec/support/redis';
 import { nudge, randomUnit } from '../spec/support/vectors';
 import { closeChild, forkChild } from './bench/children';
-import { KongLab, waitForLab } from './bench/kong-lab';
+import { type GatewayKind, type RunningGateway, startGateway } from './bench/gateways';
 import { percentile } from './bench/load';
 import { writeMarkdownBlock } from './bench/report';
 
@@ -125,47 +125,6 @@ const chat = (content: string, extra: object = {}) => ({
   messages: [{ role: 'user', content }],
   ...extra,
 });
-
-/** Where part 1 runs: the dev gateway, or a real Kong of the Kong lab. */
-type GatewayKind = { kind: 'dev' } | { kind: 'kong'; lab: string; scripts: string };
-
-interface RunningGateway {
-  origin: string;
-  close(): Promise<void>;
-}
-
-async function startGateway(
-  kind: GatewayKind,
-  config: object,
-  relayPort: number,
-  env: Record<string, string>,
-): Promise<RunningGateway> {
-  if (kind.kind === 'dev') {
-    const port = await freePort();
-    const started = await forkChild('gateway-process.js', { type: 'start', config, port, relayPort, env });
-    return { origin: `http://127.0.0.1:${port}`, close: () => closeChild(started.child) };
-  }
-  if (!(await waitForLab(kind.lab, 900, log))) throw new Error('the Kong lab stayed busy');
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'aigw-bench-cache-'));
-  const kong = await KongLab.start({
-    lab: kind.lab,
-    scripts: kind.scripts,
-    workDir,
-    socketDir: path.join(workDir, 'sockets'),
-    proxyPort: await freePort(),
-    adminPort: await freePort(),
-    declarative: config,
-    serverEnv: { ...env, AIGW_RELAY_PORT: String(relayPort) },
-    log,
-  });
-  return {
-    origin: kong.url,
-    close: async () => {
-      await kong.stop();
-      rmSync(workDir, { recursive: true, force: true });
-    },
-  };
-}
 
 async function hitLatency(
   gatewayKind: GatewayKind,
