@@ -15,8 +15,8 @@ const perSuite = new WeakMap<
   { metrics: RequestMetrics; answers: AnswerScopes; patterns: PromptPatterns }
 >();
 
-/** ai-metrics' default `prompt_patterns.top_k`. */
-const DEFAULT_TOP_K = 20;
+/** Templates kept per route when an instance says nothing else: the schema's default. */
+const DEFAULT_TOP_K = metricsConfig.validate({}).config.prompt_patterns.top_k;
 
 function shared(suite: Suite) {
   let state = perSuite.get(suite);

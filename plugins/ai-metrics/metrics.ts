@@ -62,7 +62,8 @@ export function measureRequest(
     ai_model: outcome?.model ?? '',
     cache_status: ctx?.cache?.status ?? '',
     route: kong.route?.name ?? kong.route?.id ?? '',
-    request_type: requestType(ctx),
+    // The operation; ai-router's task class takes its place once the router classifies requests.
+    request_type: ctx?.endpoint ? OPERATION[ctx.endpoint] : '',
   };
   if (options.consumerLabel) labels.consumer = consumer ?? '';
   const measure: RequestMeasure = {
@@ -95,11 +96,6 @@ export function measureRequest(
   if (code) measure.errorCode = code;
   if (ctx) measure.roundTrips = ctx.pdkCalls + options.logRoundTrips;
   return measure;
-}
-
-/** The task class ai-router gave the request when it classifies, else the operation. */
-function requestType(ctx: RequestContext | undefined): string {
-  return ctx?.endpoint ? OPERATION[ctx.endpoint] : '';
 }
 
 function findTarget(ctx: RequestContext | undefined, name: string): Target | undefined {

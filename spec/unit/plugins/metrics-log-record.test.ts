@@ -1,5 +1,5 @@
 import { RequestContext } from '../../../lib/context';
-import { buildLogRecord, type KongLogData } from '../../../plugins/ai-metrics/log-record';
+import { buildLogRecord, type KongLogData, requestSpan } from '../../../plugins/ai-metrics/log-record';
 import { measureRequest } from '../../../plugins/ai-metrics/metrics';
 
 /** The log line as the plugin builds it: measured first, then written. */
@@ -106,5 +106,48 @@ describe('ai-metrics log record', () => {
       status: 400,
       kong_round_trips: undefined,
     });
+  });
+});
+
+describe('requestSpan', () => {
+  const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+
+  it("carries the line's GenAI attributes (never messages) and the suite's, timed by Kong, joining the client's trace", () => {
+    const line = {
+      ...record(context(), kongData),
+      'gen_ai.input.messages': [{ role: 'user', content: 'x' }],
+    };
+    const span = requestSpan(line, {
+      ...kongData,
+      started_at: 1_000,
+      request: { id: 'k', headers: { traceparent, tracestate: 'vendor=1' } },
+    });
+    expect(span).toMatchObject({
+      startTimeMs: 1_000,
+      endTimeMs: 1_045,
+      error: false,
+      traceparent,
+      tracestate: 'vendor=1',
+    });
+    expect(span.attributes).toMatchObject({
+      'gen_ai.operation.name': 'chat',
+      'gen_ai.request.model': 'fast',
+      'gen_ai.usage.output_tokens': 5,
+      'aigw.route': 'route-uuid', // no route name: its id
+      'aigw.target': 'fast',
+      'aigw.ttft_ms': 12,
+    });
+    expect(Object.keys(span.attributes)).not.toContain('gen_ai.input.messages');
+  });
+
+  it('is an error for a 5xx or an error code', () => {
+    expect(
+      requestSpan(record(undefined, { response: { status: 502 } }), { response: { status: 502 } }).error,
+    ).toBe(true);
+    const ctx = context();
+    ctx.outcome = undefined;
+    ctx.refusal = { status: 404, code: 'AIGW_UNKNOWN_MODEL' };
+    const span = requestSpan(record(ctx, { response: { status: 404 } }), { response: { status: 404 } });
+    expect(span).toMatchObject({ error: true, attributes: { 'error.type': 'AIGW_UNKNOWN_MODEL' } });
   });
 });
