@@ -5,8 +5,32 @@ import { countPromptTokens, type PromptCount } from '../llm/tokens';
 /** The OpenAI-compatible endpoints the suite serves. */
 export type Endpoint = 'chat.completions' | 'completions' | 'embeddings' | 'models';
 
-/** Which adapter speaks to a target. Grows with ai-router's providers. */
-export type ProviderKind = 'openai';
+/**
+ * The provider API a target speaks. `mistral`, `groq`, `deepseek`, `vllm` and `ollama` speak
+ * OpenAI's wire format with their own defaults; the others have their own adapter.
+ */
+export type ProviderKind =
+  | 'openai'
+  | 'azure'
+  | 'anthropic'
+  | 'gemini'
+  | 'bedrock'
+  | 'mistral'
+  | 'groq'
+  | 'deepseek'
+  | 'vllm'
+  | 'ollama';
+
+/** AWS credentials and region of a Bedrock target (resolved secrets: never logged). */
+export interface AwsCredentials {
+  region: string;
+  access_key_id: string;
+  secret_access_key: string;
+  session_token?: string;
+}
+
+/** What a target's model can do, for routing filters (a request needing one skips targets without it). */
+export type Capability = 'vision' | 'tools' | 'json' | 'long-context' | 'embeddings';
 
 export interface TargetTimeouts {
   /** TCP + TLS connect. */
@@ -37,6 +61,16 @@ export interface Target {
   context_window?: number;
   /** What the model costs (configured, or its list price); absent when unknown. */
   prices?: Prices;
+  /** API version: Azure's `api-version` query parameter, Anthropic's `anthropic-version` header. */
+  api_version?: string;
+  /** Bedrock only: region and credentials for SigV4 signing. */
+  aws?: AwsCredentials;
+  /** Where the model runs, as the operator names it (`eu`, `us-east`...), for residency policies. */
+  region?: string;
+  /** What the model can do; an empty set means unknown (no capability filter excludes it for lack of tags). */
+  capabilities?: readonly Capability[];
+  /** False for a provider that must not see personal data: prompts are redacted before they go there. */
+  trusted?: boolean;
 }
 
 /** Where ai-router sends the request, and why. */

@@ -2,7 +2,13 @@ import type { Endpoint, Target, Usage } from '../context';
 import { GatewayError } from '../errors';
 import { SseParser } from '../llm/sse';
 import type { IncomingHeaders } from './headers';
-import type { ProviderAdapter, StreamStep, StreamTranslator, UpstreamRequest } from './providers';
+import type {
+  EventDecoder,
+  ProviderAdapter,
+  StreamStep,
+  StreamTranslator,
+  UpstreamRequest,
+} from './providers';
 import type { Abort, UpstreamClient, UpstreamResponse } from './upstream';
 import { ProviderError } from './upstream-error';
 
@@ -108,7 +114,11 @@ export class Attempt {
    * The answer's events, translated, each as soon as it is parsed; ends after the step that
    * completes the stream. Throws when the stream breaks, reports an error, or ends early.
    */
-  async *steps(translator: StreamTranslator, maxEventBytes: number): AsyncGenerator<StreamStep> {
+  async *steps(
+    translator: StreamTranslator,
+    maxEventBytes: number,
+    parser: EventDecoder = new SseParser(),
+  ): AsyncGenerator<StreamStep> {
     const response = this.response!;
     if (headerText(response.headers['content-type'])?.includes('json')) {
       throw new GatewayError(
@@ -116,7 +126,6 @@ export class Attempt {
         'the provider answered a stream request without an event stream',
       );
     }
-    const parser = new SseParser();
     // Leaving the loop at [DONE] must not destroy the body: undici would drop the connection.
     const chunks = response.body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>;
     for await (const chunk of chunks) {

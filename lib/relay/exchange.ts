@@ -19,7 +19,13 @@ import type { Logger } from '../log/logger';
 import { AnswerRecorder } from './answer-recorder';
 import { Attempt, headerText } from './attempt';
 import { headerSafe, passThroughHeaders } from './headers';
-import { adapterFor, type ParsedResponse, type StreamStep } from './providers';
+import {
+  adapterFor,
+  type ParsedResponse,
+  type ProviderAdapter,
+  type StreamStep,
+  type UpstreamRequest,
+} from './providers';
 import { retryAfterMs } from './retry-after';
 import { type Abort, type UpstreamClient, upstreamFailure } from './upstream';
 import { ProviderError, scrubProviderText } from './upstream-error';
@@ -277,7 +283,7 @@ export class Exchange {
     const body = continuing ? this.continuationBody() : this.ctx.body;
     if (!body) throw this.reject('AIGW_BAD_REQUEST', 'the request has no JSON body');
 
-    const request = adapter.buildRequest(endpoint, body, target, { stream });
+    const request = this.buildRequest(adapter, body, target);
     await attempt.send(request, adapter, {
       ttftMs: this.plan?.ttftTimeoutMs,
       // Once the client has part of the answer, its time limit was met.
@@ -302,6 +308,7 @@ export class Exchange {
     const rest = attempt.steps(
       adapter.streamTranslator(endpoint, { clientWantsUsage }),
       this.deps.maxResponseBytes,
+      adapter.eventDecoder?.(),
     );
     const first: StreamStep[] = [];
     for (;;) {
@@ -493,6 +500,22 @@ export class Exchange {
     return { ...body, messages: [...messages, { role: 'assistant', content: this.streamedText }] };
   }
 
+  /** The provider's request; a feature the provider cannot serve refuses the request (400), no failover. */
+  private buildRequest(
+    adapter: ProviderAdapter,
+    body: Record<string, unknown>,
+    target: Target,
+  ): UpstreamRequest {
+    try {
+      return adapter.buildRequest(this.endpoint, body, target, { stream: this.stream });
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'AIGW_UNSUPPORTED_FEATURE') {
+        throw this.reject(err.code, err.message);
+      }
+      throw err;
+    }
+  }
+
   private reject(code: ErrorCode, message: string): GatewayError {
     this.rejected = true;
     return new GatewayError(code, message);
@@ -527,7 +550,9 @@ export class Exchange {
     // The failure may come from any attempt: scrub every key of the route.
     let message = error.message;
     for (const t of this.ctx.route?.targets ?? []) {
-      if (t.api_key) message = scrubProviderText(message, t.api_key);
+      for (const secret of [t.api_key, t.aws?.secret_access_key, t.aws?.session_token]) {
+        if (secret) message = scrubProviderText(message, secret);
+      }
     }
     if (error.code === 'AIGW_INTERNAL') this.log.error({ err: error.cause }, 'relay failed');
 

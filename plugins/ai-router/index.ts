@@ -16,7 +16,7 @@ export default definePlugin({
     const table = new TargetTable(
       resolveTargets(config, process.env),
       config.default_target ?? undefined,
-      config.expose_target_header,
+      config.headers.enabled,
       suite.health,
     );
     return {

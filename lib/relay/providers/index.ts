@@ -47,9 +47,22 @@ export interface StreamOptions {
   clientWantsUsage: boolean;
 }
 
-/** Speaks one provider's wire format. Pure: no I/O, so each adapter is tested from fixtures. */
+/** Splits a streamed answer's bytes into events; SSE unless the adapter says otherwise. */
+export interface EventDecoder {
+  /** Feeds the next bytes; returns the events they completed. Throws a GatewayError on a malformed stream. */
+  push(chunk: Uint8Array): SseEvent[];
+  /** The stream ended: what is left. */
+  end(): SseEvent[];
+  /** Bytes or characters held while waiting for the rest of an event. */
+  readonly pendingLength: number;
+}
+
+/**
+ * Speaks one provider's wire format. Pure: no I/O, so each adapter is tested from fixtures.
+ * `buildRequest` throws a GatewayError `AIGW_UNSUPPORTED_FEATURE` (400) naming the feature
+ * and the target when the request uses something the provider cannot do (never a silent drop).
+ */
 export interface ProviderAdapter {
-  readonly kind: ProviderKind;
   supports(endpoint: Endpoint): boolean;
   /** The client's OpenAI-format body, for `target`. Never carries client headers. */
   buildRequest(
@@ -60,6 +73,8 @@ export interface ProviderAdapter {
   ): UpstreamRequest;
   parseResponse(endpoint: Endpoint, json: unknown): ParsedResponse;
   streamTranslator(endpoint: Endpoint, opts: StreamOptions): StreamTranslator;
+  /** How the answer's stream is framed, when it is not SSE (Bedrock's AWS event stream). */
+  eventDecoder?(): EventDecoder;
   /** An error answer as a GatewayError keeping the provider's status; secrets scrubbed from the message. */
   parseError(
     status: number,
@@ -68,8 +83,48 @@ export interface ProviderAdapter {
   ): GatewayError;
 }
 
-const ADAPTERS: Record<ProviderKind, ProviderAdapter> = {
+const ADAPTERS: Partial<Record<ProviderKind, ProviderAdapter>> = {
   openai: openaiAdapter,
+  mistral: openaiAdapter,
+  groq: openaiAdapter,
+  deepseek: openaiAdapter,
+  vllm: openaiAdapter,
+  ollama: openaiAdapter,
+};
+
+/**
+ * Base URL of each provider's public API, used when a target sets none. Azure has none (each
+ * resource has its own host); Bedrock's depends on the region.
+ */
+export function defaultBaseUrl(kind: ProviderKind, awsRegion?: string): string | undefined {
+  switch (kind) {
+    case 'openai':
+      return 'https://api.openai.com/v1';
+    case 'azure':
+      return undefined;
+    case 'anthropic':
+      return 'https://api.anthropic.com/v1';
+    case 'gemini':
+      return 'https://generativelanguage.googleapis.com/v1beta';
+    case 'bedrock':
+      return awsRegion ? `https://bedrock-runtime.${awsRegion}.amazonaws.com` : undefined;
+    case 'mistral':
+      return 'https://api.mistral.ai/v1';
+    case 'groq':
+      return 'https://api.groq.com/openai/v1';
+    case 'deepseek':
+      return 'https://api.deepseek.com/v1';
+    case 'vllm':
+      return 'http://127.0.0.1:8000/v1';
+    case 'ollama':
+      return 'http://127.0.0.1:11434/v1';
+  }
+}
+
+/** API version sent when a target sets none. */
+export const DEFAULT_API_VERSION: Partial<Record<ProviderKind, string>> = {
+  azure: '2024-10-21',
+  anthropic: '2023-06-01',
 };
 
 export function adapterFor(kind: ProviderKind): ProviderAdapter | undefined {

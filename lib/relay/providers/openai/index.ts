@@ -10,7 +10,6 @@ import { openaiStreamTranslator } from './stream';
  * Together, LM Studio): only `base_url` and the key differ.
  */
 export const openaiAdapter: ProviderAdapter = {
-  kind: 'openai',
   supports: (endpoint: Endpoint) => OPENAI_PATHS[endpoint] !== undefined,
   buildRequest: buildOpenAIRequest,
   parseResponse: parseOpenAIResponse,
