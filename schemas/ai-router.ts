@@ -1,5 +1,54 @@
 import { Type } from '@sinclair/typebox';
 import { type ConfigOf, type ConfigProblem, definePluginConfig } from '../lib/config';
+import type { Capability, ProviderKind } from '../lib/context';
+
+const NAME = '^[A-Za-z0-9._:-]+$';
+/** RFC 9110 token characters, lowercase: Kong and the relay see header names in lowercase. */
+const LOWER_HEADER_NAME = "^[!#$%&'*+.^_`|~0-9a-z-]+$";
+
+/** A request header the config trusts (set by a plugin or proxy in front, never by clients). */
+const trustedHeader = (description: string) =>
+  Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: LOWER_HEADER_NAME, description }));
+
+export const CAPABILITIES = [
+  'vision',
+  'tools',
+  'json',
+  'long-context',
+  'embeddings',
+] as const satisfies readonly Capability[];
+
+export const STRATEGIES = [
+  'weighted',
+  'round-robin',
+  'least-latency',
+  'least-busy',
+  'least-cost',
+  'quota-aware',
+] as const;
+
+export const REDACTED_ENTITIES = [
+  'email',
+  'phone',
+  'credit_card',
+  'iban',
+  'national_id',
+  'ip_address',
+  'secret',
+] as const;
+
+export const PROVIDERS = [
+  'openai',
+  'azure',
+  'anthropic',
+  'gemini',
+  'bedrock',
+  'mistral',
+  'groq',
+  'deepseek',
+  'vllm',
+  'ollama',
+] as const satisfies readonly ProviderKind[];
 
 const Timeouts = Type.Object(
   {
@@ -39,17 +88,69 @@ const Target = Type.Object(
       pattern: '^[A-Za-z0-9._:-]+$',
       description: 'Name of the target. A request whose `model` equals this name is routed here.',
     }),
-    provider: Type.Union([Type.Literal('openai')], {
-      default: 'openai',
+    provider: Type.Union(
+      PROVIDERS.map((p) => Type.Literal(p)),
+      {
+        default: 'openai',
+        description:
+          'Provider API: `openai`, `azure` (Azure OpenAI), `anthropic` (Messages API), `gemini` (Google Gemini API), `bedrock` (AWS Bedrock Converse), or an OpenAI-compatible server with its own defaults: `mistral`, `groq`, `deepseek`, `vllm`, `ollama` (any other OpenAI-compatible server: `openai` with its `base_url`).',
+      },
+    ),
+    model: Type.String({
+      minLength: 1,
+      maxLength: 256,
       description:
-        'Provider API. `openai` covers OpenAI and every OpenAI-compatible server: vLLM, Ollama, Mistral, Groq, Together, LM Studio.',
+        'Model name sent to the provider (Azure: the deployment name; Bedrock: the model or inference profile id).',
     }),
-    model: Type.String({ description: 'Model name sent to the provider.' }),
-    base_url: Type.String({
-      default: 'https://api.openai.com/v1',
-      description:
-        'Base URL of the provider API, an http(s) URL; `/chat/completions` and the like are appended.',
-    }),
+    base_url: Type.Optional(
+      Type.String({
+        description:
+          "Base URL of the provider API, an http(s) URL; the endpoint's path is appended. Default per provider (docs/providers.md); required for `azure` (`https://RESOURCE.openai.azure.com`).",
+      }),
+    ),
+    api_version: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 32,
+        pattern: '^[A-Za-z0-9._-]+$',
+        description:
+          'API version: `api-version` of Azure OpenAI (default `2024-10-21`), `anthropic-version` of Anthropic (default `2023-06-01`).',
+      }),
+    ),
+    aws: Type.Optional(
+      Type.Object(
+        {
+          region: Type.String({
+            minLength: 1,
+            maxLength: 32,
+            pattern: '^[a-z0-9-]+$',
+            description: 'AWS region of the Bedrock endpoint, e.g. `us-east-1`.',
+          }),
+          access_key_id: Type.Optional(
+            Type.String({
+              referenceable: true,
+              description:
+                'AWS access key id, as a vault reference. Default: `AWS_ACCESS_KEY_ID` of the suite server.',
+            }),
+          ),
+          secret_access_key: Type.Optional(
+            Type.String({
+              referenceable: true,
+              description:
+                'AWS secret access key, as a vault reference. Default: `AWS_SECRET_ACCESS_KEY` of the suite server.',
+            }),
+          ),
+          session_token: Type.Optional(
+            Type.String({
+              referenceable: true,
+              description:
+                'AWS session token of temporary credentials. Default: `AWS_SESSION_TOKEN` of the suite server, if set.',
+            }),
+          ),
+        },
+        { description: 'Bedrock only (required there): region and credentials for AWS SigV4 signing.' },
+      ),
+    ),
     api_key: Type.Optional(
       Type.String({
         referenceable: true,
@@ -105,27 +206,474 @@ const Target = Type.Object(
         },
       ),
     ),
+    region: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 32,
+        pattern: NAME,
+        description:
+          'Where the model runs, as you name regions (`eu`, `us-east`...). Residency policies admit a target only when its region is allowed; a target without a region is admitted only when no residency policy applies.',
+      }),
+    ),
+    capabilities: Type.Array(Type.Union(CAPABILITIES.map((c) => Type.Literal(c))), {
+      default: [],
+      uniqueItems: true,
+      description:
+        'What the model can do: `vision` (image parts), `tools` (function calling), `json` (response_format), `long-context`, `embeddings`. In a pool, a request that needs one of these goes only to targets that have it (a pool whose targets declare none is not filtered).',
+    }),
+    weight: Type.Integer({
+      minimum: 0,
+      maximum: 10_000,
+      default: 1,
+      description:
+        'Share of traffic under the `weighted` strategy, relative to the other targets of a pool; 0 takes none.',
+    }),
+    trusted: Type.Boolean({
+      default: true,
+      description:
+        'False for a provider that must not see personal data: with `redaction` enabled, prompts sent to this target have e-mails, phone numbers, card numbers, IBANs, national ids, IP addresses and secrets replaced by placeholders.',
+    }),
   },
   { description: 'A model at a provider that requests can be routed to.' },
+);
+
+const Pool = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      description: 'Virtual model name clients ask for, e.g. `fast`, `smart`, `cheap`.',
+    }),
+    targets: Type.Array(Type.String({ minLength: 1, maxLength: 64, pattern: NAME }), {
+      minItems: 1,
+      maxItems: 64,
+      uniqueItems: true,
+      description: 'Names of the targets serving this pool.',
+    }),
+    strategy: Type.Union(
+      STRATEGIES.map((s) => Type.Literal(s)),
+      {
+        default: 'weighted',
+        description:
+          "How a target is picked among the eligible ones: `weighted` (random by `weight`), `round-robin`, `least-latency` (lowest moving average of time to first token and time per answer token), `least-busy` (fewest requests in flight on this node), `least-cost` (price of the estimated tokens), `quota-aware` (most rate-limit quota left, from the providers' `x-ratelimit-remaining-*` headers).",
+      },
+    ),
+    health_aware: Type.Boolean({
+      default: true,
+      description:
+        'Skip targets whose circuit breaker (ai-fallback) is open, unless all are open. The others follow as failover candidates, best first.',
+    }),
+    prompt_affinity: Type.Optional(
+      Type.Object(
+        {
+          min_prefix_chars: Type.Integer({
+            minimum: 64,
+            maximum: 1_000_000,
+            default: 2048,
+            description:
+              'Requests whose prompt starts with at least this many identical characters (system prompt, tools, first messages) go to the same target while it is eligible and healthy, so its prompt cache keeps working.',
+          }),
+        },
+        {
+          description:
+            "Keeps requests sharing a long prompt prefix on one target, for the provider's prompt cache.",
+        },
+      ),
+    ),
+  },
+  { description: 'A virtual model: a set of targets and how to choose among them.' },
+);
+
+const Rule = Type.Object(
+  {
+    task: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      description:
+        'Task the rule assigns, e.g. `code`, `summarization`, `extraction`, `math`, `vision`, `long-context`, `chat`.',
+    }),
+    keywords: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      maxItems: 256,
+      description:
+        'Words or phrases (case-insensitive, whole words) any of which in the last user message matches.',
+    }),
+    regex: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 512,
+        description: 'A JavaScript regular expression (case-insensitive) tested on the last user message.',
+      }),
+    ),
+    min_tokens: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 100_000_000,
+        description: 'Matches a prompt of at least this many tokens.',
+      }),
+    ),
+    max_tokens: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 100_000_000,
+        description: 'Matches a prompt of at most this many tokens.',
+      }),
+    ),
+    has_image: Type.Optional(
+      Type.Boolean({ description: 'Matches when the request has (true) or has no (false) image parts.' }),
+    ),
+    has_tools: Type.Optional(
+      Type.Boolean({ description: 'Matches when the request declares (true) or declares no (false) tools.' }),
+    ),
+  },
+  {
+    description:
+      'A task rule: every condition set must hold. Rules are tried in order before the embedding classifier; the first match wins.',
+  },
+);
+
+const Tasks = Type.Object(
+  {
+    model: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      default: 'auto',
+      description: 'Virtual model name that asks for task routing.',
+    }),
+    rules: Type.Array(Rule, {
+      default: [],
+      maxItems: 256,
+      description: 'Rules tried in order; the first that matches sets the task.',
+    }),
+    examples: Type.Record(
+      Type.String(),
+      Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), { minItems: 1, maxItems: 1000 }),
+      {
+        default: {},
+        description:
+          'Labelled example prompts per task for the embedding classifier (nearest centroid, local embedder). Leave empty to use the built-in examples for `code`, `summarization`, `extraction`, `math`, `chat`.',
+      },
+    ),
+    min_confidence: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.3,
+      description:
+        "Smallest margin of the nearest task over the next one (cosine similarity) for the classifier's answer to count; below it the task is `default_task`.",
+    }),
+    default_task: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      default: 'chat',
+      description: 'Task of a request no rule and no confident classification assigns.',
+    }),
+    routes: Type.Record(Type.String(), Type.String({ minLength: 1, maxLength: 64, pattern: NAME }), {
+      description: 'Pool or target name per task; `default_task` must have one.',
+    }),
+    premium: Type.Optional(
+      Type.Object(
+        {
+          pool: Type.String({
+            minLength: 1,
+            maxLength: 64,
+            pattern: NAME,
+            description: 'Pool or target for high-stakes requests, whatever their task.',
+          }),
+          consumer_tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+            default: [],
+            description: 'Consumers carrying one of these Kong tags are high-stakes.',
+          }),
+          header: trustedHeader(
+            'A trusted request header (set by a plugin or proxy in front, never by clients) whose value `premium` marks a request high-stakes.',
+          ),
+        },
+        { description: 'Complexity routing: high-stakes requests go to a premium pool.' },
+      ),
+    ),
+  },
+  { description: 'Task routing: requests for `model` are classified and sent to the pool of their task.' },
+);
+
+const Arm = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      description: 'Arm name, returned in `x-ai-experiment`.',
+    }),
+    route_to: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      description: 'Pool or target serving this arm.',
+    }),
+    weight: Type.Integer({
+      minimum: 0,
+      maximum: 10_000,
+      default: 1,
+      description: "Relative share of users (ignored for the rollout's arm while a rollout runs).",
+    }),
+  },
+  { description: 'One arm of an experiment.' },
+);
+
+const Experiment = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 64, pattern: NAME, description: 'Experiment name.' }),
+    model: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      description: 'Requested model (pool, target or task model) whose requests are split between the arms.',
+    }),
+    sticky_by: Type.Union([Type.Literal('consumer'), Type.Literal('credential'), Type.Literal('header')], {
+      default: 'consumer',
+      description:
+        'What keeps a user on one arm: the Kong consumer, the credential, or `sticky_header`. A request without it is served by the control arm.',
+    }),
+    sticky_header: trustedHeader('For `sticky_by: header`: the request header identifying the user.'),
+    control: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      description: 'Name of the control arm.',
+    }),
+    arms: Type.Array(Arm, { minItems: 2, maxItems: 16, description: 'The arms, the control among them.' }),
+    rollout: Type.Optional(
+      Type.Object(
+        {
+          arm: Type.String({
+            minLength: 1,
+            maxLength: 64,
+            pattern: NAME,
+            description: 'The arm being rolled out.',
+          }),
+          start: Type.String({
+            minLength: 1,
+            maxLength: 64,
+            description:
+              'When the rollout starts, an RFC 3339 time such as `2026-12-01T09:00:00Z`; the same on every node.',
+          }),
+          start_percent: Type.Number({
+            minimum: 0,
+            maximum: 100,
+            default: 5,
+            description: 'Share of users on the arm at the start.',
+          }),
+          step_percent: Type.Number({
+            minimum: 0,
+            maximum: 100,
+            default: 5,
+            description: 'Share added every interval.',
+          }),
+          interval_s: Type.Integer({
+            minimum: 1,
+            maximum: 31_536_000,
+            default: 3600,
+            description: 'Seconds between steps.',
+          }),
+          max_percent: Type.Number({
+            minimum: 0,
+            maximum: 100,
+            default: 100,
+            description: 'Share the rollout stops at.',
+          }),
+        },
+        {
+          description:
+            'Gradual rollout of one arm against the control: its share of users grows by steps; users only ever move from the control to the arm.',
+        },
+      ),
+    ),
+    guard: Type.Optional(
+      Type.Object(
+        {
+          max_error_rate_increase: Type.Number({
+            minimum: 0,
+            maximum: 1,
+            default: 0.05,
+            description:
+              "Halt when an arm's error rate exceeds the control's by more than this (0.05 = 5 points).",
+          }),
+          max_latency_ratio: Type.Number({
+            minimum: 1,
+            maximum: 100,
+            default: 1.5,
+            description: "Halt when an arm's mean latency exceeds the control's times this.",
+          }),
+          min_requests: Type.Integer({
+            minimum: 1,
+            maximum: 1_000_000,
+            default: 100,
+            description: 'Requests each side needs before the guard judges.',
+          }),
+        },
+        {
+          description:
+            'Automatic halt and rollback: an arm doing worse than the control sends all its users back to the control, on every node, until the experiment is changed.',
+        },
+      ),
+    ),
+  },
+  { description: 'An A/B test or gradual rollout of a requested model.' },
+);
+
+const AccessRule = Type.Object(
+  {
+    consumers: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      description: 'Kong consumer usernames or ids the rule applies to.',
+    }),
+    consumer_tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      description: 'Consumers with one of these Kong tags.',
+    }),
+    groups: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      description: "Consumer groups (Kong's ACL plugin `x-consumer-groups` header).",
+    }),
+    models: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+      minItems: 1,
+      description:
+        'Requested model names (pools, targets, the task model) these consumers may use; `*` for all.',
+    }),
+  },
+  { description: 'Which models some consumers may ask for.' },
+);
+
+const RegionRule = Type.Object(
+  {
+    consumers: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      description: 'Kong consumer usernames or ids the rule applies to.',
+    }),
+    consumer_tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      description: 'Consumers with one of these Kong tags.',
+    }),
+    groups: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+      default: [],
+      description: "Consumer groups (Kong's ACL plugin `x-consumer-groups` header).",
+    }),
+    regions: Type.Array(Type.String({ minLength: 1, maxLength: 32, pattern: NAME }), {
+      minItems: 1,
+      description: 'Regions their requests may be served from.',
+    }),
+  },
+  { description: 'Regions some consumers may be served from.' },
+);
+
+const Residency = Type.Object(
+  {
+    regions: Type.Array(Type.String({ minLength: 1, maxLength: 32, pattern: NAME }), {
+      default: [],
+      description: 'Regions every request of this route may be served from; empty: no route-wide rule.',
+    }),
+    consumers: Type.Array(RegionRule, {
+      default: [],
+      description:
+        'Per consumer, tag or group: the allowed regions narrow the route-wide ones (all matching rules apply).',
+    }),
+    header: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        pattern: LOWER_HEADER_NAME,
+        description:
+          'A request header in which clients may list regions (comma-separated) to narrow what is allowed further; it can never widen it.',
+      }),
+    ),
+  },
+  {
+    description:
+      'Data residency: a request is only sent to targets in allowed regions (never routed elsewhere); with none eligible it gets 403.',
+  },
+);
+
+const Redaction = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: false,
+      description: 'Replace personal data and secrets in prompts sent to targets with `trusted: false`.',
+    }),
+    entities: Type.Array(Type.Union(REDACTED_ENTITIES.map((e) => Type.Literal(e))), {
+      default: [...REDACTED_ENTITIES],
+      uniqueItems: true,
+      description: 'What is replaced.',
+    }),
+    restore: Type.Boolean({
+      default: true,
+      description:
+        'Put the original values back where the answer repeats a placeholder (streamed answers too).',
+    }),
+  },
+  { description: 'Prompt redaction before untrusted providers.' },
+);
+
+const Headers = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: true,
+      description:
+        'Send `x-ai-model`, `x-ai-provider`, `x-ai-target`, `x-ai-route-reason` (and `x-ai-task`, `x-ai-experiment` when they apply) with every answer.',
+    }),
+  },
+  { description: 'Response headers saying who answered and why.' },
 );
 
 export const routerSchema = Type.Object({
   targets: Type.Array(Target, {
     minItems: 1,
-    description: 'Models that requests can be routed to, matched by the `model` of each request.',
+    maxItems: 256,
+    description: 'Models that requests can be routed to.',
+  }),
+  pools: Type.Array(Pool, {
+    default: [],
+    maxItems: 256,
+    description: 'Virtual models (aliases) served by a set of targets.',
+  }),
+  model_map: Type.Record(
+    Type.String({ minLength: 1, maxLength: 256 }),
+    Type.String({ minLength: 1, maxLength: 64, pattern: NAME }),
+    {
+      default: {},
+      description:
+        'Client model names mapped to a pool or target, e.g. `gpt-4: smart`. Applied before anything else.',
+    },
+  ),
+  allow_model_names: Type.Boolean({
+    default: true,
+    description:
+      "Let a client ask for a target's provider model name (e.g. `gpt-4o`) and get a target serving it. When false, only pool, target and mapped names are accepted.",
   }),
   default_target: Type.Optional(
     Type.String({
       minLength: 1,
       maxLength: 64,
       description:
-        'Name of the target used when the requested model matches no target name. When unset, an unknown model is refused with 404.',
+        'Pool or target used when the requested model matches nothing. When unset, an unknown model is refused with 404.',
     }),
   ),
-  expose_target_header: Type.Boolean({
-    default: true,
-    description: 'Send the `x-ai-target` and `x-ai-model` response headers naming the target and model used.',
+  tasks: Type.Optional(Tasks),
+  experiments: Type.Array(Experiment, {
+    default: [],
+    maxItems: 32,
+    description: 'A/B tests and gradual rollouts.',
   }),
+  access: Type.Array(AccessRule, {
+    default: [],
+    maxItems: 256,
+    description:
+      'Model allow-lists per consumer, tag or group. When any rule is set, a consumer matched by no rule may use no model; a request for a model its rules do not list gets 403.',
+  }),
+  residency: Type.Optional(Residency),
+  redaction: Type.Optional(Redaction),
+  headers: Headers,
 });
 
 export type RouterConfig = ConfigOf<typeof routerSchema>;
@@ -150,8 +698,21 @@ function checkRouter(config: RouterConfig): ConfigProblem[] {
         message: `duplicate target name, already used by targets[${first}]`,
       });
 
-    if (!isHttpUrl(target.base_url)) {
+    if (target.base_url !== undefined && !isHttpUrl(target.base_url)) {
       problems.push({ path: `${at}.base_url`, message: 'must be an http(s) URL without credentials' });
+    }
+    if (target.provider === 'azure' && target.base_url === undefined) {
+      problems.push({
+        path: `${at}.base_url`,
+        message: 'required for provider azure (https://RESOURCE.openai.azure.com)',
+      });
+    }
+    if ((target.provider === 'bedrock') !== (target.aws !== undefined)) {
+      problems.push({
+        path: `${at}.aws`,
+        message:
+          target.provider === 'bedrock' ? 'required for provider bedrock' : 'only for provider bedrock',
+      });
     }
     if (target.api_key !== undefined && target.api_key_env !== undefined) {
       problems.push({ path: `${at}.api_key`, message: 'set api_key or api_key_env, not both' });
@@ -176,10 +737,140 @@ function checkRouter(config: RouterConfig): ConfigProblem[] {
       problems.push({ path: `${at}.timeouts.idle_ms`, message: 'must not exceed timeouts.total_ms' });
     }
   });
-  if (config.default_target !== undefined && !firstIndex.has(config.default_target)) {
-    problems.push({ path: 'default_target', message: 'names no target in targets' });
-  }
+  problems.push(...checkRouting(config, new Set(firstIndex.keys())));
   return problems;
+}
+
+/** Pools, mappings, tasks and experiments name targets and pools that exist. */
+function checkRouting(config: RouterConfig, targetNames: ReadonlySet<string>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const poolNames = new Set<string>();
+  config.pools.forEach((pool, i) => {
+    if (targetNames.has(pool.name) || poolNames.has(pool.name)) {
+      problems.push({ path: `pools[${i}].name`, message: 'already the name of a target or pool' });
+    }
+    poolNames.add(pool.name);
+    pool.targets.forEach((name, j) => {
+      if (!targetNames.has(name))
+        problems.push({ path: `pools[${i}].targets[${j}]`, message: 'names no target' });
+    });
+  });
+  const routable = (name: string) => targetNames.has(name) || poolNames.has(name);
+  const mustRoute = (path: string, name: string) => {
+    if (!routable(name)) problems.push({ path, message: 'names no target or pool' });
+  };
+  for (const [model, name] of Object.entries(config.model_map))
+    mustRoute(`model_map[${JSON.stringify(model)}]`, name);
+  if (config.default_target !== undefined) mustRoute('default_target', config.default_target);
+
+  const tasks = config.tasks;
+  if (tasks) {
+    if (routable(tasks.model))
+      problems.push({ path: 'tasks.model', message: 'already the name of a target or pool' });
+    for (const [task, name] of Object.entries(tasks.routes)) {
+      if (!TASK_NAME.test(task))
+        problems.push({ path: `tasks.routes.${task}`, message: `task names must match ${NAME}` });
+      mustRoute(`tasks.routes.${task}`, name);
+    }
+    for (const task of Object.keys(tasks.examples)) {
+      if (!TASK_NAME.test(task))
+        problems.push({ path: `tasks.examples.${task}`, message: `task names must match ${NAME}` });
+    }
+    if (!Object.hasOwn(tasks.routes, tasks.default_task)) {
+      problems.push({
+        path: 'tasks.routes',
+        message: `needs a route for default_task "${tasks.default_task}"`,
+      });
+    }
+    tasks.rules.forEach((rule, i) => {
+      const at = `tasks.rules[${i}]`;
+      if (rule.regex !== undefined && !compiles(rule.regex)) {
+        problems.push({ path: `${at}.regex`, message: 'not a valid regular expression' });
+      }
+      const conditions = [rule.regex, rule.min_tokens, rule.max_tokens, rule.has_image, rule.has_tools];
+      if (rule.keywords.length === 0 && conditions.every((c) => c === undefined)) {
+        problems.push({ path: at, message: 'has no condition: it would match every request' });
+      }
+      if (
+        rule.min_tokens !== undefined &&
+        rule.max_tokens !== undefined &&
+        rule.min_tokens > rule.max_tokens
+      ) {
+        problems.push({ path: `${at}.min_tokens`, message: 'must not exceed max_tokens' });
+      }
+    });
+    if (tasks.premium) mustRoute('tasks.premium.pool', tasks.premium.pool);
+  }
+
+  const requestable = (name: string) =>
+    routable(name) || name === tasks?.model || Object.hasOwn(config.model_map, name);
+  const experimented = new Set<string>();
+  config.experiments.forEach((e, i) => {
+    const at = `experiments[${i}]`;
+    if (!requestable(e.model))
+      problems.push({ path: `${at}.model`, message: 'names no target, pool or task model' });
+    if (experimented.has(e.model))
+      problems.push({ path: `${at}.model`, message: 'already has an experiment' });
+    experimented.add(e.model);
+    const arms = new Set<string>();
+    e.arms.forEach((arm, j) => {
+      if (arms.has(arm.name)) problems.push({ path: `${at}.arms[${j}].name`, message: 'duplicate arm name' });
+      arms.add(arm.name);
+      mustRoute(`${at}.arms[${j}].route_to`, arm.route_to);
+    });
+    if (!arms.has(e.control)) problems.push({ path: `${at}.control`, message: 'names no arm' });
+    if (e.sticky_by === 'header' && e.sticky_header === undefined) {
+      problems.push({ path: `${at}.sticky_header`, message: 'required when sticky_by is header' });
+    }
+    if (e.rollout) {
+      if (!arms.has(e.rollout.arm) || e.rollout.arm === e.control) {
+        problems.push({ path: `${at}.rollout.arm`, message: 'must name an arm other than the control' });
+      }
+      if (
+        !/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$/.test(e.rollout.start) ||
+        Number.isNaN(Date.parse(e.rollout.start))
+      ) {
+        problems.push({
+          path: `${at}.rollout.start`,
+          message: 'must be an RFC 3339 time, e.g. 2026-12-01T09:00:00Z',
+        });
+      }
+      if (e.rollout.start_percent > e.rollout.max_percent) {
+        problems.push({ path: `${at}.rollout.start_percent`, message: 'must not exceed max_percent' });
+      }
+    }
+    if (e.arms.every((arm) => arm.weight === 0) && !e.rollout) {
+      problems.push({ path: `${at}.arms`, message: 'at least one arm needs a weight above 0' });
+    }
+  });
+
+  config.access.forEach((rule, i) => {
+    if (rule.consumers.length + rule.consumer_tags.length + rule.groups.length === 0) {
+      problems.push({ path: `access[${i}]`, message: 'names no consumer, tag or group' });
+    }
+    rule.models.forEach((name, j) => {
+      if (name !== '*' && !requestable(name)) {
+        problems.push({ path: `access[${i}].models[${j}]`, message: 'names no target, pool or task model' });
+      }
+    });
+  });
+  config.residency?.consumers.forEach((rule, i) => {
+    if (rule.consumers.length + rule.consumer_tags.length + rule.groups.length === 0) {
+      problems.push({ path: `residency.consumers[${i}]`, message: 'names no consumer, tag or group' });
+    }
+  });
+  return problems;
+}
+
+const TASK_NAME = new RegExp(NAME);
+
+function compiles(source: string): boolean {
+  try {
+    new RegExp(source, 'iu');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function isHttpUrl(text: string): boolean {
@@ -198,8 +889,12 @@ export const routerConfig = definePluginConfig({
   schema: routerSchema,
   check: checkRouter,
   rules: [
-    'Target names are unique.',
-    '`default_target` names one of the targets.',
+    'Target names are unique; pool names differ from every target and pool name.',
+    '`pools[].targets`, `model_map`, `default_target`, `tasks.routes`, `tasks.premium.pool` and experiment arms name targets or pools.',
+    '`tasks.routes` has a route for `tasks.default_task`; every task rule has a condition and a valid `regex`.',
+    "An experiment's `model` is requestable and has no other experiment; its `control` and `rollout.arm` name different arms; `sticky_header` is set for `sticky_by: header`; `rollout.start` is an RFC 3339 time.",
+    'Access and residency rules name a consumer, tag or group; access rules list requestable models or `*`.',
+    '`azure` targets set `base_url`; `bedrock` targets, and only they, set `aws`.',
     '`base_url` is an http(s) URL without user or password.',
     '`api_key` and `api_key_env` are not both set.',
     '`headers` holds valid header names and no `authorization`, `api-key` or `x-api-key` header.',

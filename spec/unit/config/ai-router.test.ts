@@ -28,11 +28,18 @@ describe('ai-router config: defaults', () => {
           name: 'gpt',
           model: 'gpt-4o-mini',
           provider: 'openai',
-          base_url: 'https://api.openai.com/v1',
           timeouts: defaultTimeouts,
+          capabilities: [],
+          weight: 1,
+          trusted: true,
         },
       ],
-      expose_target_header: true,
+      pools: [],
+      model_map: {},
+      allow_model_names: true,
+      experiments: [],
+      access: [],
+      headers: { enabled: true },
     });
   });
 
@@ -56,7 +63,10 @@ describe('ai-router config: defaults', () => {
         },
       ],
       default_target: null,
-      expose_target_header: false,
+      tasks: null,
+      residency: null,
+      redaction: null,
+      headers: { enabled: false },
       __plugin_id: 'b6f3c1a2-5d4e-4f60-8a7b-9c0d1e2f3a4b',
       __seq__: 7,
       __key__: 'plugins:ai-router:::::ws',
@@ -72,9 +82,17 @@ describe('ai-router config: defaults', () => {
           model: 'llama3',
           base_url: 'http://127.0.0.1:11434/v1',
           timeouts: defaultTimeouts,
+          capabilities: [],
+          weight: 1,
+          trusted: true,
         },
       ],
-      expose_target_header: false,
+      pools: [],
+      model_map: {},
+      allow_model_names: true,
+      experiments: [],
+      access: [],
+      headers: { enabled: false },
     });
     expect(kong).toEqual({
       plugin_id: 'b6f3c1a2-5d4e-4f60-8a7b-9c0d1e2f3a4b',
@@ -96,8 +114,10 @@ describe('ai-router config: defaults', () => {
           base_url: 'https://example.test/v1',
         }),
       ],
+      pools: [{ name: 'any', targets: ['fast', 'smart'], strategy: 'least-latency' }],
+      model_map: { 'gpt-4': 'any' },
       default_target: 'fast',
-      expose_target_header: true,
+      headers: { enabled: true },
     };
     const { config } = routerConfig.validate(full);
     expect(config.targets.map((t) => t.name)).toEqual(['fast', 'smart']);
@@ -116,7 +136,7 @@ describe('ai-router config: cross-field rules', () => {
 
   it('refuses a default_target that names no target', () => {
     expect(problemsOf({ targets: [target()], default_target: 'nope' })).toEqual([
-      'config.default_target: names no target in targets',
+      'config.default_target: names no target or pool',
     ]);
   });
 
@@ -177,7 +197,7 @@ describe('ai-router config: cross-field rules', () => {
       'config.targets[0].api_key: set api_key or api_key_env, not both',
       'config.targets[1].name: duplicate target name, already used by targets[0]',
       'config.targets[1].base_url: must be an http(s) URL without credentials',
-      'config.default_target: names no target in targets',
+      'config.default_target: names no target or pool',
     ]);
   });
 });
@@ -231,8 +251,8 @@ describe('ai-router config: bad input', () => {
   });
 
   it('refuses an unsupported provider', () => {
-    expect(problemsOf({ targets: [target({ provider: 'anthropic' })] })).toEqual([
-      'config.targets[0].provider: expected one of: openai',
+    expect(problemsOf({ targets: [target({ provider: 'cohere' })] })).toEqual([
+      'config.targets[0].provider: expected one of: openai, azure, anthropic, gemini, bedrock, mistral, groq, deepseek, vllm, ollama',
     ]);
   });
 
@@ -258,7 +278,7 @@ describe('ai-router config: bad input', () => {
     expect(
       problemsOf({
         targets: [target({ model: 42, api_key: 7, headers: ['x'], timeouts: 'fast' })],
-        expose_target_header: 'yes',
+        headers: { enabled: 'yes' },
         default_target: false,
       }),
     ).toEqual([
@@ -267,7 +287,7 @@ describe('ai-router config: bad input', () => {
       'config.targets[0].headers: expected a map',
       'config.targets[0].timeouts: expected a record',
       'config.default_target: expected a string',
-      'config.expose_target_header: expected a boolean',
+      'config.headers.enabled: expected a boolean',
     ]);
   });
 

@@ -274,20 +274,34 @@ describe('ai-router Kong schema', () => {
   it('has the release fields in order', () => {
     expect(config.fields?.map((f) => Object.keys(f)[0])).toEqual([
       'targets',
+      'pools',
+      'model_map',
+      'allow_model_names',
       'default_target',
-      'expose_target_header',
+      'tasks',
+      'experiments',
+      'access',
+      'residency',
+      'redaction',
+      'headers',
     ]);
     expect(targets.elements?.fields?.map((f) => Object.keys(f)[0])).toEqual([
       'name',
       'provider',
       'model',
       'base_url',
+      'api_version',
+      'aws',
       'api_key',
       'api_key_env',
       'headers',
       'timeouts',
       'context_window',
       'prices',
+      'region',
+      'capabilities',
+      'weight',
+      'trusted',
     ]);
   });
 
@@ -302,11 +316,23 @@ describe('ai-router Kong schema', () => {
       type: 'string',
       required: true,
       default: 'openai',
-      one_of: ['openai'],
+      one_of: [
+        'openai',
+        'azure',
+        'anthropic',
+        'gemini',
+        'bedrock',
+        'mistral',
+        'groq',
+        'deepseek',
+        'vllm',
+        'ollama',
+      ],
     });
     expect(target.model).toMatchObject({ type: 'string', required: true });
     expect(target.model.default).toBeUndefined();
-    expect(target.base_url).toMatchObject({ type: 'string', default: 'https://api.openai.com/v1' });
+    expect(target.base_url).toMatchObject({ type: 'string', required: false });
+    expect(target.base_url.default).toBeUndefined();
     expect(target.api_key).toMatchObject({ type: 'string', required: false, referenceable: true });
     expect(target.api_key_env).toMatchObject({ type: 'string', required: false });
     expect(target.api_key_env.referenceable).toBeUndefined();
@@ -339,7 +365,8 @@ describe('ai-router Kong schema', () => {
 
   it('leaves optional top-level fields nullable and gives defaults', () => {
     expect(top.default_target).toMatchObject({ type: 'string', required: false });
-    expect(top.expose_target_header).toMatchObject({ type: 'boolean', required: true, default: true });
+    expect(top.pools).toMatchObject({ type: 'array', required: true, default: [] });
+    expect(top.headers).toMatchObject({ type: 'record', required: true });
   });
 });
 
