@@ -1,6 +1,7 @@
 import type { Endpoint, ProviderKind, Target, Usage } from '../../context/request-context';
 import type { GatewayError } from '../../errors';
 import type { SseEvent } from '../../llm/sse';
+import { anthropicAdapter } from './anthropic';
 import { openaiAdapter } from './openai';
 
 /** The HTTP request the relay sends to a provider. */
@@ -85,6 +86,7 @@ export interface ProviderAdapter {
 
 const ADAPTERS: Partial<Record<ProviderKind, ProviderAdapter>> = {
   openai: openaiAdapter,
+  anthropic: anthropicAdapter,
   mistral: openaiAdapter,
   groq: openaiAdapter,
   deepseek: openaiAdapter,
