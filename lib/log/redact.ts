@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { findEntities, maskSecret, replaceEntities } from './pii';
+
+export { maskSecret };
 
 /** Header names whose values are credentials, in every spelling (compared lowercased). */
 export const SECRET_HEADERS = new Set([
@@ -12,22 +15,14 @@ export const SECRET_HEADERS = new Set([
 /** Object keys whose values are secrets wherever they appear (config fields, headers). */
 const SECRET_KEY = /(^|[_-])(key|secret|password|token|authorization|credentials?)$|^api[_-]?key|secret/i;
 
-/** Token lookalikes inside free text: OpenAI/Anthropic style keys, bearer tokens, AWS keys. */
-const SECRET_TEXT =
-  /\b(sk-[A-Za-z0-9_-]{8,}|sk-ant-[A-Za-z0-9_-]{8,}|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{20,})|\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}/g;
+const SECRETS: ReadonlySet<string> = new Set(['secret']);
 
-function shortHash(value: string): string {
-  return createHash('sha256').update(value).digest('hex').slice(0, 8);
-}
-
-/** `[REDACTED len=N hash=H]`: enough to correlate two log lines, never enough to recover. */
-export function maskSecret(value: string): string {
-  return `[REDACTED len=${value.length} hash=${shortHash(value)}]`;
-}
-
-/** Masks secret lookalikes inside free text (the same string when there is none). */
+/**
+ * Masks secret lookalikes inside free text (provider keys, bearer tokens, AWS access keys,
+ * JWTs, private key blocks, `password=...` values); the same string when there is none.
+ */
 export function scrubText(text: string): string {
-  return text.replace(SECRET_TEXT, (m) => maskSecret(m));
+  return replaceEntities(text, findEntities(text, SECRETS), (e) => maskSecret(e.value));
 }
 
 /** Field names seen, and whether they name a secret: log lines use the same few names over and over. */
@@ -79,5 +74,6 @@ export function redact(value: unknown, depth = 0): unknown {
 
 /** Stable hash of a config: logged instead of the config, which may hold resolved secrets. */
 export function configHash(config: unknown): string {
-  return shortHash(JSON.stringify(config, Object.keys(config as object).sort()));
+  const json = JSON.stringify(config, Object.keys(config as object).sort());
+  return createHash('sha256').update(json).digest('hex').slice(0, 8);
 }
