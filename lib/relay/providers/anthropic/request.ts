@@ -55,7 +55,7 @@ export function buildAnthropicRequest(
   target: Target,
   opts: { stream: boolean },
 ): UpstreamRequest {
-  const refuse = (feature: string, param: string) =>
+  const refuse = (feature: string, param?: string): GatewayError =>
     new GatewayError(
       'AIGW_UNSUPPORTED_FEATURE',
       `${feature} is not supported by target ${target.name} (anthropic)`,
@@ -69,7 +69,7 @@ export function buildAnthropicRequest(
     if (body[field] === undefined || body[field] === null) continue;
     if (!DROPPED.has(field) && !TRANSLATED.has(field)) {
       const name = safeName(field) ?? 'an unknown field';
-      throw refuse(name, safeName(field) ?? '');
+      throw refuse(name, safeName(field));
     }
   }
   if (typeof body.n === 'number' && body.n > 1) throw refuse('n > 1', 'n');
@@ -117,7 +117,7 @@ export function buildAnthropicRequest(
   };
 }
 
-type Refuse = (feature: string, param: string) => GatewayError;
+type Refuse = (feature: string, param?: string) => GatewayError;
 
 function maxTokens(body: Record<string, unknown>): number {
   if (typeof body.max_completion_tokens === 'number') return body.max_completion_tokens;
