@@ -2,7 +2,15 @@ import type { Endpoint, ProviderKind, Target, Usage } from '../../context/reques
 import type { GatewayError } from '../../errors';
 import type { SseEvent } from '../../llm/sse';
 import { anthropicAdapter } from './anthropic';
+import { azureAdapter } from './azure';
 import { openaiAdapter } from './openai';
+import {
+  deepseekAdapter,
+  groqAdapter,
+  mistralAdapter,
+  ollamaAdapter,
+  vllmAdapter,
+} from './openai-compatible';
 
 /** The HTTP request the relay sends to a provider. */
 export interface UpstreamRequest {
@@ -87,11 +95,12 @@ export interface ProviderAdapter {
 const ADAPTERS: Partial<Record<ProviderKind, ProviderAdapter>> = {
   openai: openaiAdapter,
   anthropic: anthropicAdapter,
-  mistral: openaiAdapter,
-  groq: openaiAdapter,
-  deepseek: openaiAdapter,
-  vllm: openaiAdapter,
-  ollama: openaiAdapter,
+  azure: azureAdapter,
+  mistral: mistralAdapter,
+  groq: groqAdapter,
+  deepseek: deepseekAdapter,
+  vllm: vllmAdapter,
+  ollama: ollamaAdapter,
 };
 
 /**

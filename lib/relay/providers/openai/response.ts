@@ -1,19 +1,28 @@
 import type { Endpoint, Usage } from '../../../context/request-context';
 import type { ParsedResponse } from '../index';
-import { isObject } from './api';
+import { isObject, type OpenAIDialect } from './api';
 
 /**
  * An OpenAI-format JSON answer. It is already in the client's format, so the body is
  * returned as is (the relay then forwards the provider's bytes unchanged).
  */
-export function parseOpenAIResponse(endpoint: Endpoint, json: unknown): ParsedResponse {
+export function parseOpenAIResponse(
+  endpoint: Endpoint,
+  json: unknown,
+  dialect: OpenAIDialect = {},
+): ParsedResponse {
   if (!isObject(json)) return { body: json, contentChars: 0 };
   return {
     body: json,
-    usage: openaiUsage(json.usage),
-    model: typeof json.model === 'string' ? json.model : undefined,
+    usage: dialect.usage ? dialect.usage(json) : openaiUsage(json.usage),
+    model: modelOf(json),
     contentChars: endpoint === 'embeddings' ? 0 : choicesChars(json.choices, 'message'),
   };
+}
+
+/** The answering model; Azure's first stream chunk says `""`, which names nobody. */
+export function modelOf(json: Record<string, unknown>): string | undefined {
+  return typeof json.model === 'string' && json.model !== '' ? json.model : undefined;
 }
 
 /** OpenAI's `usage` object in the suite's terms; undefined when absent or malformed. */
