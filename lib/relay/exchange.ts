@@ -283,7 +283,8 @@ export class Exchange {
     const body = continuing ? this.continuationBody() : this.ctx.body;
     if (!body) throw this.reject('AIGW_BAD_REQUEST', 'the request has no JSON body');
 
-    const request = this.buildRequest(adapter, body, target);
+    const built = this.buildRequest(adapter, body, target);
+    const request = adapter.sign ? await adapter.sign(built, target) : built;
     await attempt.send(request, adapter, {
       ttftMs: this.plan?.ttftTimeoutMs,
       // Once the client has part of the answer, its time limit was met.

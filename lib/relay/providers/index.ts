@@ -3,6 +3,7 @@ import type { GatewayError } from '../../errors';
 import type { SseEvent } from '../../llm/sse';
 import { anthropicAdapter } from './anthropic';
 import { azureAdapter } from './azure';
+import { bedrockAdapter } from './bedrock';
 import { openaiAdapter } from './openai';
 import {
   deepseekAdapter,
@@ -80,6 +81,8 @@ export interface ProviderAdapter {
     target: Target,
     opts: { stream: boolean },
   ): UpstreamRequest;
+  /** Signs the built request (Bedrock's SigV4), which needs async crypto; the relay awaits it before sending. */
+  sign?(request: UpstreamRequest, target: Target): Promise<UpstreamRequest>;
   parseResponse(endpoint: Endpoint, json: unknown): ParsedResponse;
   streamTranslator(endpoint: Endpoint, opts: StreamOptions): StreamTranslator;
   /** How the answer's stream is framed, when it is not SSE (Bedrock's AWS event stream). */
@@ -101,6 +104,7 @@ const ADAPTERS: Partial<Record<ProviderKind, ProviderAdapter>> = {
   deepseek: deepseekAdapter,
   vllm: vllmAdapter,
   ollama: ollamaAdapter,
+  bedrock: bedrockAdapter,
 };
 
 /**

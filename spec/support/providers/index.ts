@@ -11,6 +11,7 @@
  * spec/fixtures/providers/<provider>/ and a test keeps the mocks' shapes equal to them.
  */
 export { startAnthropicMock } from './anthropic';
+export { type AwsTestCredentials, type BedrockMock, startBedrockMock } from './bedrock';
 export { embeddingVector, OPENAI_MODELS, startOpenAIMock } from './openai';
 export { parseSse, type RawResponse, rawRequest, type SseFrame, sseJson } from './raw-http';
 export {
