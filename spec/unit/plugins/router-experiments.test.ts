@@ -13,7 +13,7 @@ import {
   rolloutHash,
   rolloutShare,
 } from '../../../plugins/ai-router/experiments';
-import { routerConfig } from '../../../schemas/ai-router';
+import { type RouterConfig, routerConfig } from '../../../schemas/ai-router';
 import { sharedRedisUrl } from '../../support/redis';
 
 const START = '2026-12-01T09:00:00Z';
@@ -21,7 +21,7 @@ const T0 = Date.parse(START);
 const HOUR = 3_600_000;
 
 /** Experiments as the config validator leaves them (defaults filled, cross-field checks passed). */
-function experimentsOf(...experiments: unknown[]): ExperimentConfig[] {
+function experimentsOf(...experiments: unknown[]): readonly ExperimentConfig[] {
   return routerConfig.validate({
     targets: [
       { name: 'old', model: 'm-old' },
@@ -71,7 +71,7 @@ const now = () => clock;
 const opened: Experiments[] = [];
 const stores: Store[] = [];
 
-function open(configs: ExperimentConfig[], store: Store, logger: Logger = quiet): Experiments {
+function open(configs: RouterConfig['experiments'], store: Store, logger: Logger = quiet): Experiments {
   const x = new Experiments(configs, store, logger, now);
   opened.push(x);
   return x;
