@@ -4,6 +4,7 @@ import type { SseEvent } from '../../llm/sse';
 import { anthropicAdapter } from './anthropic';
 import { azureAdapter } from './azure';
 import { bedrockAdapter } from './bedrock';
+import { geminiAdapter } from './gemini';
 import { openaiAdapter } from './openai';
 import {
   deepseekAdapter,
@@ -97,6 +98,7 @@ export interface ProviderAdapter {
 
 const ADAPTERS: Partial<Record<ProviderKind, ProviderAdapter>> = {
   openai: openaiAdapter,
+  gemini: geminiAdapter,
   anthropic: anthropicAdapter,
   azure: azureAdapter,
   mistral: mistralAdapter,
