@@ -179,11 +179,12 @@ const PII_DETECTORS: readonly Detector[] = [
       /(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w.])|(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])/g,
     accept: (m) => m.length > 2 && isIP(m) !== 0,
   },
-  // Digit groups with separators, or E.164 written compact: 9 to 15 digits (a date or a version has fewer).
+  // A whole run of digit groups with separators, or E.164 written compact: 9 to 15 digits (a
+  // date or a version has fewer).
   {
     kind: 'phone',
     pattern:
-      /(?<![\w.])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}(?![\w.])|(?<![\w+])\+[1-9]\d{8,14}\b/g,
+      /(?<![\w.]|\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){1,4}(?![\w.]|[ .-]\d)|(?<![\w+])\+[1-9]\d{8,14}\b/g,
     accept: (m) => {
       const n = digits(m).length;
       return n >= 9 && n <= 15 && !DATE.test(m);
