@@ -1,5 +1,30 @@
-import { defaultAnswer, type ProviderMock, startAnthropicMock } from '../../support/providers';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { defaultAnswer, startAnthropicMock } from '../../support/providers';
+import { type AnthropicMock, IMAGE_TOKENS } from '../../support/providers/anthropic';
 import { parseSse, rawRequest } from '../../support/providers/raw-http';
+
+const FIXTURES = join(__dirname, '../../fixtures/providers/anthropic');
+const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
+
+/** Keys, nesting and types of a JSON value; arrays by their first element. */
+function shape(value: unknown): unknown {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return value.length === 0 ? [] : [shape(value[0])];
+  if (typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b));
+    return Object.fromEntries(entries.map(([key, v]) => [key, shape(v)]));
+  }
+  return typeof value;
+}
+
+/** Event names and data shapes, repeats in a row collapsed. */
+function streamShape(text: string): unknown[] {
+  const shapes = parseSse(text).map((f) =>
+    JSON.stringify({ event: f.event, data: shape(JSON.parse(f.data)) }),
+  );
+  return shapes.filter((s, i) => i === 0 || s !== shapes[i - 1]);
+}
 
 const API_KEY = 'sk-ant-test-0123456789';
 const HEADERS = { 'x-api-key': API_KEY, 'anthropic-version': '2023-06-01' };
@@ -19,7 +44,7 @@ interface StreamEvent {
 }
 
 describe('Anthropic mock', () => {
-  let mock: ProviderMock;
+  let mock: AnthropicMock;
 
   beforeAll(async () => {
     mock = await startAnthropicMock({ apiKey: API_KEY, chunkDelayMs: 1 });
@@ -235,6 +260,280 @@ describe('Anthropic mock', () => {
 
       expect(res.status).toBe(404);
       expect(JSON.parse(res.text).error.type).toBe('not_found_error');
+    });
+  });
+
+  describe('tools', () => {
+    const WEATHER = {
+      name: 'get_weather',
+      description: 'Get the current weather in a given location',
+      input_schema: {
+        type: 'object',
+        properties: {
+          location: { type: 'string' },
+          days: { type: 'integer' },
+          detailed: { type: 'boolean' },
+        },
+        required: ['location', 'days'],
+      },
+    };
+    const ask = (content: string, extra: Record<string, unknown> = {}) => ({
+      ...REQUEST,
+      tools: [WEATHER],
+      messages: [{ role: 'user', content }],
+      ...extra,
+    });
+
+    it('calls the tool the prompt names, with its required properties, like the recorded answer', async () => {
+      const res = await messages(ask('Please use get_weather for Paris'));
+      const body = JSON.parse(res.text);
+
+      expect(res.status).toBe(200);
+      expect(shape(body)).toEqual(shape(JSON.parse(fixture('message-tool-use.json'))));
+      expect(body.stop_reason).toBe('tool_use');
+      expect(body.content).toEqual([
+        { type: 'text', text: 'I will call get_weather.' },
+        {
+          type: 'tool_use',
+          id: expect.stringMatching(/^toolu_01\w+$/),
+          name: 'get_weather',
+          input: { location: 'mock', days: 1 },
+        },
+      ]);
+    });
+
+    it('answers with text when no tool is named, or tool_choice is none', async () => {
+      for (const body of [ask('What is up?'), ask('use get_weather', { tool_choice: { type: 'none' } })]) {
+        const res = await messages(body);
+        expect(JSON.parse(res.text).stop_reason).toBe('end_turn');
+      }
+    });
+
+    it('calls the tool tool_choice forces', async () => {
+      const other = { name: 'other', input_schema: { type: 'object' } };
+      const forced = await messages(
+        ask('hi', { tools: [WEATHER, other], tool_choice: { type: 'tool', name: 'other' } }),
+      );
+      expect(JSON.parse(forced.text).content[1]).toMatchObject({ name: 'other', input: {} });
+      const any = await messages(ask('hi', { tool_choice: { type: 'any' } }));
+      expect(JSON.parse(any.text).content[1]).toMatchObject({ name: 'get_weather' });
+    });
+
+    it('streams a tool call as content blocks with input_json_delta pieces, like the recorded stream', async () => {
+      const res = await messages(ask('use get_weather', { stream: true }));
+      expect(streamShape(res.text)).toEqual(streamShape(fixture('message-tool-use-stream.sse')));
+
+      const events = parseSse(res.text).map((f) => JSON.parse(f.data));
+      const json = events
+        .filter((e) => e.delta?.type === 'input_json_delta')
+        .map((e) => e.delta.partial_json)
+        .join('');
+      expect(JSON.parse(json)).toEqual({ location: 'mock', days: 1 });
+      expect(events.find((e) => e.type === 'message_delta').delta.stop_reason).toBe('tool_use');
+    });
+
+    it('answers with text after the tool result, and counts tool input and results as input', async () => {
+      const res = await messages({
+        ...REQUEST,
+        system: undefined,
+        tools: [WEATHER],
+        messages: [
+          { role: 'user', content: 'use get_weather' },
+          {
+            role: 'assistant',
+            content: [{ type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: { location: 'Paris' } }],
+          },
+          {
+            role: 'user',
+            content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'sunny and warm' }],
+          },
+        ],
+      });
+      const body = JSON.parse(res.text);
+
+      expect(body.stop_reason).toBe('end_turn');
+      expect(body.usage.input_tokens).toBe(2 + 1 + 3);
+    });
+
+    it.each([
+      [
+        'a tool_use without its tool_result',
+        [
+          { role: 'user', content: 'x' },
+          {
+            role: 'assistant',
+            content: [{ type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: {} }],
+          },
+          { role: 'user', content: 'y' },
+        ],
+        '`tool_use` ids were found without `tool_result` blocks immediately after: toolu_1',
+      ],
+      [
+        'a tool_result without its tool_use',
+        [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_9', content: 'x' }] }],
+        'unexpected `tool_use_id` found in `tool_result` blocks: toolu_9',
+      ],
+      [
+        'a tool_use from the user',
+        [{ role: 'user', content: [{ type: 'tool_use', id: 'a', name: 'get_weather', input: {} }] }],
+        'tool_use blocks can only be in assistant messages',
+      ],
+    ])('answers 400 for %s', async (_name, msgs, message) => {
+      const res = await messages({ ...REQUEST, tools: [WEATHER], messages: msgs });
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.text).error.message).toContain(message);
+    });
+
+    it.each([
+      [
+        'a tool without input_schema',
+        { tools: [{ name: 'f' }] },
+        'tools.0.custom.input_schema: Field required',
+      ],
+      [
+        'a bad tool name',
+        { tools: [{ name: 'a b', input_schema: { type: 'object' } }] },
+        'tools.0.custom.name',
+      ],
+      ['an OpenAI tool_choice', { tools: [WEATHER], tool_choice: 'auto' }, 'tool_choice'],
+      [
+        'a forced tool that is not declared',
+        { tools: [WEATHER], tool_choice: { type: 'tool', name: 'x' } },
+        "Tool 'x' not found",
+      ],
+    ])('answers 400 for %s', async (_name, extra, message) => {
+      const res = await messages({ ...REQUEST, ...extra });
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.text).error.message).toContain(message);
+    });
+  });
+
+  describe('images, stop sequences and request checks', () => {
+    const PNG =
+      'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
+    const withImage = (source: unknown) => ({
+      ...REQUEST,
+      system: undefined,
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is this?' },
+            { type: 'image', source },
+          ],
+        },
+      ],
+    });
+
+    it('accepts base64 and url images, each counted as IMAGE_TOKENS', async () => {
+      for (const source of [
+        { type: 'base64', media_type: 'image/png', data: PNG },
+        { type: 'url', url: 'https://example.com/cat.jpg' },
+      ]) {
+        const res = await messages(withImage(source));
+        expect(res.status).toBe(200);
+        expect(JSON.parse(res.text).usage.input_tokens).toBe(3 + IMAGE_TOKENS);
+      }
+    });
+
+    it.each([
+      ['an unsupported media type', { type: 'base64', media_type: 'image/bmp', data: PNG }, 'media_type'],
+      [
+        'data that is not base64',
+        { type: 'base64', media_type: 'image/png', data: 'not base64!' },
+        'not valid base64',
+      ],
+      ['a file url', { type: 'url', url: 'file:///etc/passwd' }, 'Only HTTP and HTTPS URLs'],
+    ])('answers 400 for an image with %s', async (_name, source, message) => {
+      const res = await messages(withImage(source));
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.text).error.message).toContain(message);
+    });
+
+    it('cuts the answer before the first stop sequence, in JSON and in streams', async () => {
+      mock.setAnswer('one two three four five');
+      const res = await messages({ ...REQUEST, stop_sequences: ['four', ' three'] });
+      expect(JSON.parse(res.text)).toMatchObject({
+        content: [{ type: 'text', text: 'one two' }],
+        stop_reason: 'stop_sequence',
+        stop_sequence: ' three',
+        usage: { output_tokens: 2 },
+      });
+
+      mock.setAnswer('one two three four five');
+      const stream = await messages({ ...REQUEST, stream: true, stop_sequences: ['four'] });
+      const delta = JSON.parse(parseSse(stream.text).find((f) => f.event === 'message_delta')!.data);
+      expect(delta.delta).toEqual({ stop_reason: 'stop_sequence', stop_sequence: 'four' });
+    });
+
+    it.each([
+      ['an OpenAI field', { n: 2 }, 'n: Extra inputs are not permitted'],
+      ['temperature over 1', { temperature: 1.5 }, 'temperature: Input should be less than or equal to 1'],
+      [
+        'an empty text block',
+        { messages: [{ role: 'user', content: [{ type: 'text', text: '' }] }] },
+        'text content blocks must be non-empty',
+      ],
+      [
+        'an OpenAI image part',
+        { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
+        "Input tag 'image_url'",
+      ],
+      [
+        'a final assistant turn ending in whitespace',
+        {
+          messages: [
+            { role: 'user', content: 'hi' },
+            { role: 'assistant', content: 'Hello ' },
+          ],
+        },
+        'final assistant content cannot end with trailing whitespace',
+      ],
+      ['a blank stop sequence', { stop_sequences: [' '] }, 'each stop sequence must contain non-whitespace'],
+    ])('answers 400 for %s', async (_name, extra, message) => {
+      const res = await messages({ ...REQUEST, ...extra });
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.text).error.message).toContain(message);
+    });
+  });
+
+  describe('stream errors and refusals', () => {
+    it('sends an error event mid-stream and ends without message_stop', async () => {
+      mock.nextStreamError({ afterEvents: 4 });
+      const res = await messages({ ...REQUEST, stream: true });
+      const frames = parseSse(res.text);
+
+      expect(res.status).toBe(200);
+      expect(frames.map((f) => f.event)).toEqual([
+        'message_start',
+        'content_block_start',
+        'ping',
+        'content_block_delta',
+        'error',
+      ]);
+      expect(JSON.parse(frames[4]!.data)).toEqual({
+        type: 'error',
+        error: { type: 'overloaded_error', message: 'Overloaded' },
+      });
+      expect(streamShape(res.text).slice(-1)).toEqual(
+        streamShape(fixture('message-stream-error.sse')).slice(-1),
+      );
+
+      const next = await messages({ ...REQUEST, stream: true });
+      expect(parseSse(next.text).at(-1)!.event).toBe('message_stop');
+    });
+
+    it('forgets a queued stream error on reset', async () => {
+      mock.nextStreamError({ afterEvents: 1, type: 'api_error', message: 'Internal server error' });
+      mock.reset();
+      const res = await messages({ ...REQUEST, stream: true });
+      expect(parseSse(res.text).some((f) => f.event === 'error')).toBe(false);
+    });
+
+    it('answers stop_reason refusal with no content under the content_filter fault', async () => {
+      mock.nextFault({ kind: 'content_filter' });
+      const body = JSON.parse((await messages(REQUEST)).text);
+      expect(body).toMatchObject({ content: [], stop_reason: 'refusal', usage: { output_tokens: 0 } });
     });
   });
 });

@@ -10,8 +10,10 @@
  * (`countTokens`), streams send one word per chunk. Real-format reference transcripts live in
  * spec/fixtures/providers/<provider>/ and a test keeps the mocks' shapes equal to them.
  */
-export { startAnthropicMock } from './anthropic';
+export { type AnthropicMock, startAnthropicMock } from './anthropic';
+export { AZURE_API_VERSIONS, type AzureMockOptions, startAzureMock } from './azure';
 export { type AwsTestCredentials, type BedrockMock, startBedrockMock } from './bedrock';
+export { startGeminiMock } from './gemini';
 export { embeddingVector, OPENAI_MODELS, startOpenAIMock } from './openai';
 export { parseSse, type RawResponse, rawRequest, type SseFrame, sseJson } from './raw-http';
 export {
