@@ -23,6 +23,8 @@ const CODES = {
   AIGW_BODY_TOO_LARGE: [413, 'invalid_request_error'],
   AIGW_UNSUPPORTED_MEDIA_TYPE: [415, 'invalid_request_error'],
   AIGW_CONTEXT_REQUIRED: [403, 'permission_error'],
+  AIGW_MODEL_NOT_ALLOWED: [403, 'permission_error'],
+  AIGW_REGION_NOT_ALLOWED: [403, 'permission_error'],
   AIGW_BUDGET_EXCEEDED: [429, 'rate_limit_error'],
   AIGW_NO_ROUTE: [500, 'server_error'],
   AIGW_INTERNAL: [500, 'server_error'],

@@ -27,6 +27,8 @@ export const STRATEGIES = [
   'quota-aware',
 ] as const;
 
+export type Strategy = (typeof STRATEGIES)[number];
+
 export const REDACTED_ENTITIES = [
   'email',
   'phone',

@@ -81,8 +81,17 @@ export interface RouteDecision {
   catalog?: ReadonlyMap<string, Target>;
   /** Human-readable reason, e.g. `alias fast → weighted`. */
   reason: string;
-  /** Send `x-ai-target` / `x-ai-model` response headers naming who answered. */
+  /** Send `x-ai-target` / `x-ai-model` / `x-ai-provider` response headers naming who answered. */
   exposeTarget: boolean;
+  /**
+   * Which targets this request may go to at all (residency, access): failover chains added
+   * after the router's choice (ai-fallback) must keep to it. Absent: any target.
+   */
+  admits?(target: Target): boolean;
+  /** The task the request was classified as (task routing). */
+  task?: string;
+  /** The experiment arm serving the request. */
+  experiment?: { name: string; arm: string };
 }
 
 /** Why an attempt at a target failed, as the relay sees it. */

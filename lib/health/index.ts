@@ -1,1 +1,2 @@
 export * from './target-health';
+export * from './target-load';

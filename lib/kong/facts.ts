@@ -14,7 +14,13 @@ export async function gatherFacts(pdk: KongPDK, needs: FactNeeds): Promise<KongF
   const facts: KongFacts = {};
   if (needs.consumer) {
     const c = await pdk.client.getConsumer();
-    if (c?.id) facts.consumer = { id: c.id, ...(c.tags ? { tags: c.tags } : {}) };
+    if (c?.id) {
+      facts.consumer = {
+        id: c.id,
+        ...(c.username ? { username: c.username } : {}),
+        ...(c.tags ? { tags: c.tags } : {}),
+      };
+    }
   }
   if (needs.credential) {
     const c = await pdk.client.getCredential();

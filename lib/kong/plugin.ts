@@ -4,7 +4,7 @@ import type { AdminRoutes } from '../admin/routes';
 import type { ConfigOf, PluginConfig } from '../config/define';
 import type { KongKeys } from '../config/validate';
 import { CONTEXT_HEADER, type ContextStore, type KongFacts, type RequestPolicy } from '../context';
-import type { TargetHealth } from '../health';
+import type { TargetHealth, TargetLoad } from '../health';
 import type { Logger } from '../log/logger';
 import type { Store } from '../store';
 import { SUITE_VERSION } from '../version';
@@ -22,6 +22,8 @@ export interface Suite {
   readonly limits: RequestLimits;
   /** This node's view of every target's circuit breaker (written by ai-fallback). */
   readonly health: TargetHealth;
+  /** This node's live load of every target (in flight, latency, rate-limit headroom), written by the relay. */
+  readonly load: TargetLoad;
   /** Resources plugins add to the admin endpoint (ai-budget's usage and reset). */
   readonly admin: AdminRoutes;
   /** Prometheus metrics of this node, served on the admin endpoint's `/metrics`. */

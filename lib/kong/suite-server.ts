@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { AdminRoutes } from '../admin/routes';
 import { type AdminServer, startAdmin } from '../admin/server';
 import { ContextStore, type ContextStoreOptions } from '../context';
-import { TargetHealth } from '../health';
+import { TargetHealth, TargetLoad } from '../health';
 import type { Logger } from '../log/logger';
 import { startRelay } from '../relay/server';
 import { createStore, type Store, storeConfigFromEnv } from '../store';
@@ -53,6 +53,7 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   const metrics = new Registry();
   const health = new TargetHealth();
   health.exportTo(metrics);
+  const load = new TargetLoad();
   const admin = new AdminRoutes();
   const closeHooks: Array<() => Promise<void> | void> = [];
   const suite: Suite = {
@@ -61,6 +62,7 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
     logger,
     limits: options.limits,
     health,
+    load,
     admin,
     metrics,
     onClose: (fn) => void closeHooks.push(fn),
@@ -77,6 +79,7 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
     contexts,
     logger,
     limits: options.limits,
+    load,
   });
   // The admin endpoint is for operators: a port already taken must not stop the traffic.
   const adminServer: AdminServer | undefined = options.admin

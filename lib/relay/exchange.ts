@@ -12,6 +12,7 @@ import type {
   Usage,
 } from '../context';
 import { type ErrorCode, GatewayError, toGatewayError } from '../errors';
+import type { TargetLoad } from '../health/target-load';
 import { serializeSse } from '../llm/sse';
 import { countOutputTokens } from '../llm/tokens';
 import { approximateTokens, countedUsage } from '../llm/usage';
@@ -38,6 +39,7 @@ export interface ExchangeDeps {
   upstream: UpstreamClient;
   logger: Logger;
   maxResponseBytes: number;
+  load: TargetLoad;
 }
 
 /** An attempt whose answer is ready for the client: a whole JSON answer, or a stream's first events. */
@@ -183,6 +185,7 @@ export class Exchange {
 
     const launch = (target: Target, hedge: boolean) => {
       const attempt = new Attempt(target, this.endpoint, this.deps.upstream, hedge);
+      this.deps.load.started(target);
       this.live.add(attempt);
       this.firstCallAt ??= attempt.startedAt;
       launched++;
@@ -415,8 +418,21 @@ export class Exchange {
     this.keepSpentUsage(attempt);
   }
 
-  /** An attempt ended: one entry for the log line and the metrics. */
+  /** An attempt ended: one entry for the log line and the metrics, one sample for the target's load. */
   private record(attempt: Attempt, failure: AttemptRecord['failure']): void {
+    const end = performance.now();
+    const first = attempt.firstContentAt;
+    this.deps.load.ended(attempt.target, {
+      ok: failure === undefined,
+      ...(first !== undefined ? { ttftMs: first - attempt.startedAt } : {}),
+      ...(this.stream && first !== undefined ? { streamMs: end - first } : {}),
+      ...(attempt.usage ? { outputTokens: attempt.usage.output_tokens } : {}),
+      ...(attempt.headers ? { headers: attempt.headers } : {}),
+      ...(attempt.status !== undefined ? { status: attempt.status } : {}),
+      ...(attempt.status === 429 && attempt.headers
+        ? { retryAfterMs: retryAfterMs(attempt.headers, { spentLimits: true }) }
+        : {}),
+    });
     this.attempts.push({
       target: attempt.target.name,
       ...(failure ? { failure } : {}),
@@ -538,6 +554,7 @@ export class Exchange {
     const model = headerSafe(attempt.responseModel ?? attempt.target.model);
     if (name !== undefined) headers['x-ai-target'] = name;
     if (model !== undefined) headers['x-ai-model'] = model;
+    headers['x-ai-provider'] = attempt.target.provider;
     return { ...headers, ...count };
   }
 

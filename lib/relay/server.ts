@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { CONTEXT_HEADER, type ContextStore, type PolicyAnswer, ticketIds } from '../context';
 import { GatewayError, toGatewayError } from '../errors';
+import { TargetLoad } from '../health/target-load';
 import { listen } from '../listen';
 import type { RequestLimitsInput } from '../llm/request';
 import type { Logger } from '../log/logger';
@@ -21,6 +22,8 @@ export interface RelayOptions {
   limits: RequestLimitsInput;
   /** Largest non-stream answer (and stream event) accepted from a provider. Default 32 MiB. */
   maxResponseBytes?: number;
+  /** Where every attempt's load, latency and rate-limit headroom is reported (ai-router reads it). */
+  load?: TargetLoad;
 }
 
 export interface Relay {
@@ -48,6 +51,7 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
     upstream,
     logger,
     maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+    load: options.load ?? new TargetLoad(),
   };
 
   let closing: Promise<void> | undefined;

@@ -48,7 +48,11 @@ export default definePlugin({
         if (!route || route.targets.length === 0) return undefined; // nothing routed: nothing to fail over
         const primary = route.targets[0]!;
         const chain = chains.get(primary.name) ?? chains.get('*');
-        if (chain) route.targets = [primary, ...resolveChain(chain, primary, route.catalog)];
+        if (chain) {
+          // The chain keeps to what the router allows this request (residency, access).
+          const fallbacks = resolveChain(chain, primary, route.catalog).filter((t) => route.admits?.(t) ?? true);
+          route.targets = [primary, ...fallbacks];
+        }
         budget.recordRequest();
         const deadline = deadlineMs(ctx, config);
         const plan: FailoverPlan = {

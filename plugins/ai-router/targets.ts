@@ -1,6 +1,5 @@
-import type { AwsCredentials, RouteDecision, Target } from '../../lib/context';
+import type { AwsCredentials, Target } from '../../lib/context';
 import { GatewayError } from '../../lib/errors';
-import type { TargetHealth } from '../../lib/health';
 import { listPrice, type Prices } from '../../lib/llm/prices';
 import { DEFAULT_API_VERSION, defaultBaseUrl } from '../../lib/relay/providers';
 import type { RouterConfig, RouterTarget } from '../../schemas/ai-router';
@@ -37,6 +36,9 @@ export function resolveTargets(config: RouterConfig, env: NodeJS.ProcessEnv): Ta
       timeouts: { ...t.timeouts },
       ...(t.context_window ? { context_window: t.context_window } : {}),
       ...pricesOf(t),
+      ...(t.region ? { region: t.region } : {}),
+      capabilities: [...t.capabilities],
+      trusted: t.trusted,
     };
   });
 }
@@ -70,61 +72,4 @@ function resolveAws(
 function pricesOf(t: RouterTarget): { prices?: Prices } {
   const prices = t.prices ? { ...t.prices } : listPrice(t.model);
   return prices ? { prices } : {};
-}
-
-/**
- * Picks the target for a requested model: a target name, else a target serving that model
- * (the first whose circuit breaker is not open), else the default.
- */
-export class TargetTable {
-  private readonly byName: Map<string, Target>;
-  private readonly fallback?: Target;
-
-  constructor(
-    private readonly targets: Target[],
-    defaultTarget: string | undefined,
-    private readonly exposeTarget: boolean,
-    /** Breaker state written by ai-fallback: among targets serving a model, an open one is passed over. */
-    private readonly health?: TargetHealth,
-  ) {
-    this.byName = new Map(targets.map((t) => [t.name, t]));
-    this.fallback = defaultTarget ? this.byName.get(defaultTarget) : undefined;
-  }
-
-  route(model: string | undefined): RouteDecision {
-    const decide = (target: Target, reason: string): RouteDecision => ({
-      targets: [target],
-      catalog: this.byName,
-      reason,
-      exposeTarget: this.exposeTarget,
-    });
-    if (model !== undefined) {
-      const named = this.byName.get(model);
-      if (named) return decide(named, 'target name');
-      const serving = this.targets.filter((t) => t.model === model);
-      if (serving.length > 0) {
-        const healthy = serving.find((t) => this.health?.state(t) !== 'open');
-        if (healthy && healthy !== serving[0])
-          return decide(healthy, 'target model, passing over open breakers');
-        return decide(serving[0]!, 'target model');
-      }
-    }
-    if (this.fallback) return decide(this.fallback, 'default target');
-    if (model === undefined) {
-      throw new GatewayError('AIGW_BAD_REQUEST', "'model' is required", { param: 'model' });
-    }
-    throw new GatewayError(
-      'AIGW_UNKNOWN_MODEL',
-      'the requested model is not served here; GET /v1/models lists the models you can use',
-      { param: 'model' },
-    );
-  }
-
-  /** `GET /v1/models`: what clients may put in `model`. */
-  modelList() {
-    return {
-      object: 'list',
-      data: this.targets.map((t) => ({ id: t.name, object: 'model', created: 0, owned_by: t.provider })),
-    };
-  }
 }

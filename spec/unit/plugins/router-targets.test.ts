@@ -1,6 +1,4 @@
-import type { GatewayError } from '../../../lib/errors';
-import { TargetHealth } from '../../../lib/health';
-import { resolveTargets, TargetTable } from '../../../plugins/ai-router/targets';
+import { resolveTargets } from '../../../plugins/ai-router/targets';
 import { routerConfig } from '../../../schemas/ai-router';
 
 const config = (raw: unknown) => routerConfig.validate(raw).config;
@@ -36,81 +34,41 @@ describe('resolveTargets', () => {
   });
 });
 
-describe('TargetTable', () => {
-  const targets = resolveTargets(
-    config({
-      targets: [
-        { name: 'fast', model: 'gpt-4o-mini' },
-        { name: 'smart', model: 'gpt-4o' },
-      ],
-    }),
-    {},
-  );
-
-  it('routes by target name, then by model, then to the default', () => {
-    const table = new TargetTable(targets, 'fast', true);
-    expect(table.route('smart')).toMatchObject({
-      targets: [{ name: 'smart' }],
-      reason: 'target name',
-      exposeTarget: true,
-    });
-    expect(table.route('gpt-4o')).toMatchObject({ targets: [{ name: 'smart' }], reason: 'target model' });
-    expect(table.route('unknown')).toMatchObject({ targets: [{ name: 'fast' }], reason: 'default target' });
-    expect(table.route(undefined)).toMatchObject({ targets: [{ name: 'fast' }] });
-  });
-
-  it('among targets serving the requested model, passes over one whose breaker is open', () => {
-    const twins = resolveTargets(
+describe('resolveTargets: providers', () => {
+  it("fills each provider's base URL and API version", () => {
+    const ts = resolveTargets(
       config({
         targets: [
-          { name: 'openai-mini', model: 'gpt-4o-mini', base_url: 'https://api.openai.com/v1' },
-          { name: 'azure-mini', model: 'gpt-4o-mini', base_url: 'https://example.openai.azure.com/v1' },
+          { name: 'c', provider: 'anthropic', model: 'claude-sonnet-4-5' },
+          { name: 'g', provider: 'gemini', model: 'gemini-2.5-flash' },
+          { name: 'z', provider: 'azure', model: 'prod-4o', base_url: 'https://r.openai.azure.com/' },
+          { name: 'o', provider: 'ollama', model: 'llama3' },
         ],
       }),
       {},
     );
-    const health = new TargetHealth();
-    const table = new TargetTable(twins, undefined, true, health);
-    expect(table.route('gpt-4o-mini')).toMatchObject({
-      targets: [{ name: 'openai-mini' }],
-      reason: 'target model',
-    });
-    health.update(twins[0]!, 'open', Date.now() + 60_000);
-    expect(table.route('gpt-4o-mini')).toMatchObject({
-      targets: [{ name: 'azure-mini' }],
-      reason: 'target model, passing over open breakers',
-    });
-    // A target named explicitly is the client's choice: ai-fallback decides what its breaker means.
-    expect(table.route('openai-mini')).toMatchObject({ targets: [{ name: 'openai-mini' }] });
-    // Every one open: the first, as before (ai-fallback's panic rule applies there).
-    health.update(twins[1]!, 'open', Date.now() + 60_000);
-    expect(table.route('gpt-4o-mini')).toMatchObject({ targets: [{ name: 'openai-mini' }] });
-    // Half open again: the first may be probed.
-    health.update(twins[0]!, 'open', Date.now() - 1);
-    expect(table.route('gpt-4o-mini')).toMatchObject({ targets: [{ name: 'openai-mini' }] });
+    expect(ts.map((t) => [t.base_url, t.api_version])).toEqual([
+      ['https://api.anthropic.com/v1', '2023-06-01'],
+      ['https://generativelanguage.googleapis.com/v1beta', undefined],
+      ['https://r.openai.azure.com', '2024-10-21'],
+      ['http://127.0.0.1:11434/v1', undefined],
+    ]);
   });
 
-  it('refuses unknown models with 404 and a missing model with 400 when there is no default', () => {
-    const table = new TargetTable(targets, undefined, false);
-    const unknown = (() => {
-      try {
-        table.route('claude-9');
-      } catch (err) {
-        return err as GatewayError;
-      }
-    })();
-    expect(unknown).toMatchObject({ status: 404, code: 'AIGW_UNKNOWN_MODEL', param: 'model' });
-    expect(unknown?.message).not.toContain('claude-9');
-    expect(() => table.route(undefined)).toThrow(/'model' is required/);
-  });
-
-  it('lists target names as models', () => {
-    expect(new TargetTable(targets, undefined, true).modelList()).toEqual({
-      object: 'list',
-      data: [
-        { id: 'fast', object: 'model', created: 0, owned_by: 'openai' },
-        { id: 'smart', object: 'model', created: 0, owned_by: 'openai' },
-      ],
+  it("takes Bedrock credentials from config, else from the server's AWS environment, and names what is missing", () => {
+    const bedrock = (aws: object) =>
+      config({ targets: [{ name: 'b', provider: 'bedrock', model: 'm', aws }] });
+    const [fromEnv] = resolveTargets(bedrock({ region: 'eu-west-1' }), {
+      AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret',
     });
+    expect(fromEnv).toMatchObject({
+      base_url: 'https://bedrock-runtime.eu-west-1.amazonaws.com',
+      aws: { region: 'eu-west-1', access_key_id: 'AKIAEXAMPLE', secret_access_key: 'secret' },
+    });
+    expect(fromEnv!.aws).not.toHaveProperty('session_token');
+    expect(() => resolveTargets(bedrock({ region: 'eu-west-1', access_key_id: 'AKIA' }), {})).toThrow(
+      /config\.targets\[0\]\.aws: no credentials \(set them, or AWS_SECRET_ACCESS_KEY/,
+    );
   });
 });
