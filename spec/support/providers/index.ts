@@ -12,6 +12,7 @@
  */
 export { type AnthropicMock, startAnthropicMock } from './anthropic';
 export { type AwsTestCredentials, type BedrockMock, startBedrockMock } from './bedrock';
+export { startGeminiMock } from './gemini';
 export { embeddingVector, OPENAI_MODELS, startOpenAIMock } from './openai';
 export { parseSse, type RawResponse, rawRequest, type SseFrame, sseJson } from './raw-http';
 export {
