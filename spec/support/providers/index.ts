@@ -11,6 +11,7 @@
  * spec/fixtures/providers/<provider>/ and a test keeps the mocks' shapes equal to them.
  */
 export { type AnthropicMock, startAnthropicMock } from './anthropic';
+export { AZURE_API_VERSIONS, type AzureMockOptions, startAzureMock } from './azure';
 export { type AwsTestCredentials, type BedrockMock, startBedrockMock } from './bedrock';
 export { startGeminiMock } from './gemini';
 export { embeddingVector, OPENAI_MODELS, startOpenAIMock } from './openai';
