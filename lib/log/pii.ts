@@ -116,6 +116,9 @@ function codiceFiscaleCheck(match: string): boolean {
 const DATE =
   /(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./](?:0?[1-9]|[12]\d|3[01])|(?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|1[0-2])[-./](?:19|20)\d\d/;
 
+/** The shape of a US SSN, valid or not: never a phone number. */
+const SSN_SHAPE = /^\d{3}-\d{2}-\d{4}$/;
+
 const SECRET_NAMES =
   'api[_-]?key|access[_-]?key(?:[_-]?id)?|secret(?:[_-]?(?:access[_-]?)?key)?|client[_-]?secret|account[_-]?key|password|passwd|pwd|(?:access|auth|refresh|session)[_-]?token|token';
 
@@ -187,7 +190,7 @@ const PII_DETECTORS: readonly Detector[] = [
       /(?<![\w.]|\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){1,4}(?![\w.]|[ .-]\d)|(?<![\w+])\+[1-9]\d{8,14}\b/g,
     accept: (m) => {
       const n = digits(m).length;
-      return n >= 9 && n <= 15 && !DATE.test(m);
+      return n >= 9 && n <= 15 && !DATE.test(m) && !SSN_SHAPE.test(m);
     },
   },
 ];
