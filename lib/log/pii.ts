@@ -213,15 +213,27 @@ export function findEntities(
   detectors.forEach((d, i) => {
     if (kinds.has(d.kind) || i < extra.length) last = i;
   });
+  // Sorted by start, never overlapping.
   const taken: Entity[] = [];
   for (let i = 0; i <= last; i++) {
     for (const found of matches(text, detectors[i])) {
-      if (!taken.some((t) => found.start < t.end && t.start < found.end)) taken.push(found);
+      const at = firstEndingAfter(taken, found.start);
+      if (at === taken.length || taken[at].start >= found.end) taken.splice(at, 0, found);
     }
   }
-  return taken
-    .filter((e) => kinds.has(e.kind) || extra.some((d) => d.kind === e.kind))
-    .sort((a, b) => a.start - b.start);
+  return taken.filter((e) => kinds.has(e.kind) || extra.some((d) => d.kind === e.kind));
+}
+
+/** Index of the first of the sorted, disjoint entities that ends after `offset`. */
+function firstEndingAfter(entities: readonly Entity[], offset: number): number {
+  let lo = 0;
+  let hi = entities.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (entities[mid].end <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function* matches(text: string, detector: Detector): Generator<Entity> {

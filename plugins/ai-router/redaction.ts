@@ -302,7 +302,8 @@ const TEXT_FIELDS = ['content', 'refusal', 'reasoning_content'] as const;
  * the vault's placeholders is never held. Chunks nothing changed go out as they came.
  */
 export function restoringTranslator(inner: StreamTranslator, vault: Vault): StreamTranslator {
-  const longest = Math.max(0, ...[...vault.keys()].map((p) => p.length));
+  let longest = 0;
+  for (const placeholder of vault.keys()) longest = Math.max(longest, placeholder.length);
   /** Held tails by `<choice>/<field>`, field being a text field, `text` or `tool/<index>`. */
   const held = new Map<string, string>();
   /** `id`, `object`, `created`, `model` of the last chunk: the envelope of a chunk made at `[DONE]`. */
@@ -419,12 +420,8 @@ export function restoringTranslator(inner: StreamTranslator, vault: Vault): Stre
       }
       if (step.done) flush(emit);
       if (!changed) return step;
-      const content = chunks
-        .map((c) => {
-          const first = c.choices[0];
-          return isObject(first) && isObject(first.delta) ? first.delta.content : undefined;
-        })
-        .filter((c): c is string => typeof c === 'string');
+      // What the client now gets: restored values, held tails counted when they go out.
+      const content = chunks.map(firstChoiceContent).filter((c) => c !== undefined);
       return {
         ...step,
         emit,
@@ -448,6 +445,14 @@ function placeholderStart(text: string, vault: Vault, longest: number): number {
     if (placeholder.length > tail.length && placeholder.startsWith(tail)) return at;
   }
   return text.length;
+}
+
+/** `delta.content` of the chunk's choice 0. */
+function firstChoiceContent(chunk: Chunk): string | undefined {
+  const first = chunk.choices.find((c, i) => isObject(c) && (c.index ?? i) === 0);
+  return isObject(first) && isObject(first.delta) && typeof first.delta.content === 'string'
+    ? first.delta.content
+    : undefined;
 }
 
 function parseChunk(data: string): Chunk | undefined {

@@ -1,4 +1,4 @@
-import { redact } from '../../../lib/log/redact';
+import { redact, scrubText } from '../../../lib/log/redact';
 
 describe('redact', () => {
   it('masks secret-named fields and secret lookalikes at any depth, copying what it changes', () => {
@@ -30,5 +30,14 @@ describe('redact', () => {
     let deep: Record<string, unknown> = { leaf: 'sk-proj-abcdefghijklmnop' };
     for (let i = 0; i < 20; i++) deep = { child: deep };
     expect(() => redact(deep)).not.toThrow();
+  });
+
+  it('scrubs the same secret shapes in free text as prompt redaction finds, and only those', () => {
+    expect(scrubText('token: abcd1234efgh and AKIAIOSFODNN7EXAMPLE')).toMatch(
+      /^token: \[REDACTED len=12 hash=\w{8}\] and \[REDACTED len=20 hash=\w{8}\]$/,
+    );
+    // Personal data is not a secret: logs mask it only when the operator asks (Redactor).
+    const clean = 'mail a@b.io from 10.0.0.1, Bearer tokens';
+    expect(scrubText(clean)).toBe(clean);
   });
 });

@@ -511,9 +511,11 @@ describe('restoringTranslator', () => {
       finishChunk(1),
       DONE,
     ];
-    const { chunks } = run(events, VAULT);
+    const { chunks, steps } = run(events, VAULT);
     expect(contentOf(chunks, 0)).toBe('a jane@example.com');
     expect(contentOf(chunks, 1)).toBe('b jane@example.com');
+    // A step's content is choice 0's text.
+    expect(steps.map((s) => s.content ?? '').join('')).toBe('a jane@example.com');
   });
 
   it('restores a streamed legacy completion text', () => {
