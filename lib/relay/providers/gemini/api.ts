@@ -217,7 +217,8 @@ function toolsOf(tools: unknown, refuse: Refuse): Record<string, unknown>[] | un
 
 /**
  * tool_choice → `toolConfig.functionCallingConfig`: auto → AUTO, none → NONE, required → ANY,
- * one named function → ANY limited to it; `allowed_tools` → AUTO or ANY limited to its functions.
+ * one named function → ANY limited to it; `allowed_tools` in mode required → ANY limited to its
+ * functions (in mode auto it is refused: Gemini limits the functions only in mode ANY).
  */
 function toolConfigOf(choice: unknown, refuse: Refuse): Record<string, unknown> | undefined {
   if (choice == null) return undefined;
@@ -241,7 +242,6 @@ function toolConfigOf(choice: unknown, refuse: Refuse): Record<string, unknown> 
     if (names.length === 0 || !names.every((n): n is string => typeof n === 'string')) {
       throw refuse('allowed_tools that are not named functions', 'tool_choice');
     }
-    // Gemini limits the functions only in mode ANY; in AUTO the limit is left to the declarations.
     if (mode === 'required') return config('ANY', names);
     if (mode === 'auto') throw refuse('tool_choice allowed_tools in mode auto', 'tool_choice');
   }

@@ -11,8 +11,8 @@ import { isObject } from '../openai/api';
  * pattern, minProperties, maxProperties, default, example, propertyOrdering, and the formats
  * Gemini knows (string: enum, date-time; number: float, double; integer: int32, int64).
  * Rewritten: `const` → a one-value `enum`; `oneOf` → `anyOf` (looser: one-of is any-of with
- * one match); an `allOf` of one schema → that schema; local `$ref`s (`#/$defs/X`,
- * `#/definitions/X`) are inlined.
+ * one match); a `null` branch of `anyOf` → `nullable`; an `allOf` of one schema → that
+ * schema; local `$ref`s (`#/$defs/X`, `#/definitions/X`) are inlined.
  * Stripped, as Gemini rejects them and they only narrow what a valid value is:
  * `$schema`, `$id`, `$comment`, `$defs`, `definitions`, `additionalProperties`, `strict`,
  * `examples`, `exclusiveMinimum`, `exclusiveMaximum`, `multipleOf`, `uniqueItems`,
@@ -122,7 +122,14 @@ function convert(schema: Record<string, unknown>, ctx: Context, depth = 0): Reco
   if (isObject(schema.items)) out.items = convert(schema.items, ctx, depth + 1);
   const branches = Array.isArray(schema.anyOf) ? schema.anyOf : schema.oneOf;
   if (Array.isArray(branches)) {
-    out.anyOf = branches.map((b) => convert(isObject(b) ? b : {}, ctx, depth + 1));
+    // `anyOf: [X, {type: null}]` (an optional X, as Pydantic writes it) is X, nullable.
+    const isNull = (b: unknown) => isObject(b) && b.type === 'null' && Object.keys(b).length === 1;
+    const rest = branches.filter((b) => !isNull(b));
+    if (rest.length < branches.length) out.nullable = true;
+    const converted = rest.map((b) => convert(isObject(b) ? b : {}, ctx, depth + 1));
+    if (converted.length > 1) out.anyOf = converted;
+    // One branch left: merged, the schema's own keywords (description...) winning.
+    else if (converted.length === 1) for (const [k, v] of Object.entries(converted[0]!)) out[k] ??= v;
   }
   return out;
 }

@@ -330,6 +330,36 @@ describe('gemini adapter: buildRequest (chat)', () => {
     }
   });
 
+  it('makes an anyOf with a null branch (an optional value) nullable', () => {
+    const parameters = {
+      type: 'object',
+      properties: {
+        note: { anyOf: [{ type: 'string' }, { type: 'null' }], description: 'optional note', default: null },
+        id: { anyOf: [{ type: 'integer' }, { type: 'string' }, { type: 'null' }] },
+      },
+    };
+    const body = sent({ ...hello, tools: [{ type: 'function', function: { name: 'f', parameters } }] });
+    expect(body.tools[0].functionDeclarations[0].parameters.properties).toEqual({
+      note: { type: 'STRING', nullable: true, description: 'optional note', default: null },
+      id: { nullable: true, anyOf: [{ type: 'INTEGER' }, { type: 'STRING' }] },
+    });
+  });
+
+  it('maps allowed_tools in mode required to ANY limited to them, and refuses mode auto', () => {
+    const allowed = (mode: string) => ({
+      ...hello,
+      tools: [{ type: 'function', function: { name: 'f' } }],
+      tool_choice: {
+        type: 'allowed_tools',
+        allowed_tools: { mode, tools: [{ type: 'function', function: { name: 'f' } }] },
+      },
+    });
+    expect(sent(allowed('required')).toolConfig).toEqual({
+      functionCallingConfig: { mode: 'ANY', allowedFunctionNames: ['f'] },
+    });
+    expect(chatRefusal(allowed('auto')).code).toBe('AIGW_UNSUPPORTED_FEATURE');
+  });
+
   it('sends assistant tool_calls as functionCall parts and tool results as functionResponse parts in one turn', () => {
     const body = sent({
       messages: [
