@@ -125,9 +125,10 @@ function entityOf(kind: string): RedactedEntity {
  * (`[EMAIL_1]`, `[PHONE_2]`...), and puts the originals back in the answer. Built once per
  * config; every method is pure and leaves its inputs as they were.
  *
- * In the relay, for a target with `trusted: false` when `enabled`:
+ * In the relay, on each attempt at a target with `trusted: false`, before the adapter
+ * translates the body:
  *   const masked = redactor.mask(endpoint, body);             // undefined: nothing to hide
- *   send masked?.body ?? body;
+ *   adapter.buildRequest(endpoint, masked?.body ?? body, ...);
  *   JSON answer:  redactor.restoreAnswer(parsed.body, masked.vault)
  *   stream:       redactor.restoringTranslator(adapter.streamTranslator(...), masked.vault)
  */
@@ -137,8 +138,9 @@ export class PromptRedactor {
   readonly restores: boolean;
 
   constructor(config: RedactionConfig) {
+    const entities = config.enabled ? config.entities : [];
     this.kinds = new Set(
-      config.entities.flatMap((e): readonly string[] => (e === 'national_id' ? NATIONAL_ID_KINDS : [e])),
+      entities.flatMap((e): readonly string[] => (e === 'national_id' ? NATIONAL_ID_KINDS : [e])),
     );
     this.restores = config.restore;
   }
@@ -146,7 +148,7 @@ export class PromptRedactor {
   /**
    * The body with the chosen entities masked in message text (string content, text parts,
    * tool-call arguments, tool results), a completions `prompt` or an embeddings `input`.
-   * Undefined when nothing was found.
+   * Undefined when nothing was found (always, when redaction is not `enabled`).
    */
   mask(endpoint: Endpoint, body: Json): { body: Json; vault: Vault } | undefined {
     if (this.kinds.size === 0) return undefined;

@@ -107,6 +107,9 @@ describe('PromptRedactor.mask: entity kinds', () => {
     expect(new PromptRedactor({ ...CONFIG, entities: [] }).mask('chat.completions', chat('a@b.io'))).toBe(
       undefined,
     );
+    expect(new PromptRedactor({ ...CONFIG, enabled: false }).mask('chat.completions', chat('a@b.io'))).toBe(
+      undefined,
+    );
   });
 
   it('gives the same value the same placeholder and different values different numbers, per kind', () => {
