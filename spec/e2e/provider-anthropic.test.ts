@@ -379,7 +379,7 @@ describe('e2e: Anthropic through the dev gateway', () => {
     );
     expect(audio.status).toBe(400);
     expect(audio.error).toMatchObject({
-      message: 'audio content parts is not supported by target claude (anthropic)',
+      message: 'audio input is not supported by target claude (anthropic)',
     });
 
     const embeddings = await failure(client.embeddings.create({ model: 'claude', input: 'hello' }));

@@ -16,10 +16,20 @@ interface AnthropicMessage {
  * OpenAI fields with no Anthropic counterpart that change nothing in the answer, dropped:
  * `model` (the target's is sent), `stream_options` (Anthropic streams always carry usage),
  * `seed` (OpenAI itself promises no determinism), `store` and `metadata` (OpenAI-side storage
- * of the completion), `service_tier` (OpenAI's billing tiers), `parallel_tool_calls: true`
- * (Anthropic's default), and the no-op values of the fields refused below.
+ * of the completion), `service_tier` (OpenAI's billing tiers), `prompt_cache_key` (a routing
+ * hint for OpenAI's prompt cache), `parallel_tool_calls: true` (Anthropic's default),
+ * `modalities: ['text']`, and the no-op values of the fields refused below.
  */
-const DROPPED = new Set(['model', 'stream', 'stream_options', 'seed', 'store', 'metadata', 'service_tier']);
+const DROPPED = new Set([
+  'model',
+  'stream',
+  'stream_options',
+  'seed',
+  'store',
+  'metadata',
+  'service_tier',
+  'prompt_cache_key',
+]);
 
 /** Fields translated by `buildAnthropicRequest`. */
 const TRANSLATED = new Set([
@@ -34,6 +44,8 @@ const TRANSLATED = new Set([
   'parallel_tool_calls',
   'response_format',
   'user',
+  'safety_identifier',
+  'modalities',
   'n',
   'logprobs',
   'top_logprobs',
@@ -47,7 +59,7 @@ const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp
 /**
  * An OpenAI chat completion request as a Messages API request (POST {base_url}/messages).
  * What Anthropic cannot do is refused (AIGW_UNSUPPORTED_FEATURE), never dropped silently;
- * the only fields dropped are listed in DROPPED.
+ * the top-level fields dropped are listed in DROPPED.
  */
 export function buildAnthropicRequest(
   endpoint: Endpoint,
@@ -80,6 +92,9 @@ export function buildAnthropicRequest(
     const value = body[field];
     if (value !== undefined && value !== null && value !== 0) throw refuse(field, field);
   }
+  if (Array.isArray(body.modalities) && body.modalities.some((m) => m !== 'text')) {
+    throw refuse('audio output', 'modalities');
+  }
   if (isObject(body.logit_bias) && Object.keys(body.logit_bias).length > 0)
     throw refuse('logit_bias', 'logit_bias');
 
@@ -99,7 +114,9 @@ export function buildAnthropicRequest(
   const stop = typeof body.stop === 'string' ? [body.stop] : Array.isArray(body.stop) ? body.stop : [];
   if (stop.length > 0) upstream.stop_sequences = stop;
   Object.assign(upstream, translateTools(body, refuse));
-  if (typeof body.user === 'string' && body.user !== '') upstream.metadata = { user_id: body.user };
+  // Anthropic's one end-user id, for its abuse detection: OpenAI's newer field or the older one.
+  const endUser = [body.safety_identifier, body.user].find((v) => typeof v === 'string' && v !== '');
+  if (endUser !== undefined) upstream.metadata = { user_id: endUser };
   if (opts.stream) upstream.stream = true;
 
   const headers: Record<string, string> = {};
@@ -132,7 +149,8 @@ function badRequest(param: string, message: string): GatewayError {
 /**
  * System and developer messages become the top-level `system`; the rest become alternating
  * user/assistant turns: tool results go into a user turn, and consecutive turns of one role
- * are merged.
+ * are merged. A message's `name` (the speaker's label) has no counterpart and is dropped: the
+ * turns and their text are unchanged.
  */
 function translateMessages(raw: unknown, refuse: Refuse): { system: string[]; messages: AnthropicMessage[] } {
   if (!Array.isArray(raw)) throw badRequest('messages', "'messages' must be an array");
@@ -202,7 +220,7 @@ function textOnly(content: unknown, at: string, refuse: Refuse): string {
   return content
     .map((part: unknown, j) => {
       if (isObject(part) && part.type === 'text' && typeof part.text === 'string') return part.text;
-      throw refuse(`${partType(part)} content parts here`, `${at}[${j}]`);
+      throw refuse(`content part type ${partType(part)} in this message role`, `${at}[${j}]`);
     })
     .join('\n');
 }
@@ -218,8 +236,9 @@ function userBlocks(content: unknown, at: string, refuse: Refuse): Block[] {
       return part.text === '' ? [] : [{ type: 'text', text: part.text }];
     }
     if (part.type === 'image_url') return [imageBlock(part.image_url, param, refuse)];
-    if (part.type === 'input_audio') throw refuse('audio content parts', param);
-    throw refuse(`${partType(part)} content parts`, param);
+    if (part.type === 'input_audio') throw refuse('audio input', param);
+    if (part.type === 'file') throw refuse('file input', param);
+    throw refuse(`content part type ${partType(part)}`, param);
   });
 }
 
@@ -235,7 +254,10 @@ function imageBlock(imageUrl: unknown, at: string, refuse: Refuse): Block {
     const match = /^data:([^;,]+);base64,(.*)$/s.exec(url);
     if (!match) throw badRequest(`${at}.image_url.url`, `'${at}.image_url.url' must be a base64 data URL`);
     const mediaType = match[1]!.toLowerCase();
-    if (!IMAGE_TYPES.has(mediaType)) throw refuse(`image type ${mediaType}`, `${at}.image_url.url`);
+    if (!IMAGE_TYPES.has(mediaType)) {
+      const named = /^image\/[a-z0-9.+-]{1,40}$/.test(mediaType);
+      throw refuse(named ? `image type ${mediaType}` : 'this image type', `${at}.image_url.url`);
+    }
     return { type: 'image', source: { type: 'base64', media_type: mediaType, data: match[2] } };
   }
   if (/^https?:\/\//i.test(url)) return { type: 'image', source: { type: 'url', url } };
@@ -255,7 +277,7 @@ function assistantBlocks(message: Record<string, unknown>, at: string, refuse: R
         if (part.text !== '') blocks.push({ type: 'text', text: part.text });
       } else if (isObject(part) && part.type === 'refusal' && typeof part.refusal === 'string') {
         if (part.refusal !== '') blocks.push({ type: 'text', text: part.refusal });
-      } else throw refuse(`${partType(part)} content parts in assistant messages`, param);
+      } else throw refuse(`content part type ${partType(part)} in assistant messages`, param);
     });
   } else if (content !== undefined && content !== null) {
     throw badRequest(`${at}.content`, `'${at}.content' must be a string or an array of parts`);
@@ -296,6 +318,8 @@ function toolInput(args: unknown, at: string): Record<string, unknown> {
 /**
  * `tools[].function` → `{name, description, input_schema}`; `tool_choice` auto/none/required/
  * {function} → auto/none/any/tool; `parallel_tool_calls: false` → `disable_parallel_tool_use`.
+ * A function's `strict` flag has no counterpart: Anthropic follows `input_schema` without a
+ * guarantee, as OpenAI does without `strict`.
  */
 function translateTools(body: Record<string, unknown>, refuse: Refuse): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -305,7 +329,7 @@ function translateTools(body: Record<string, unknown>, refuse: Refuse): Record<s
     out.tools = tools.map((tool: unknown, i) => {
       const param = `tools[${i}]`;
       if (!isObject(tool) || tool.type !== 'function')
-        throw refuse(`${partType(tool)} tools`, `${param}.type`);
+        throw refuse(`tool type ${partType(tool)}`, `${param}.type`);
       const fn = tool.function;
       if (!isObject(fn) || typeof fn.name !== 'string') {
         throw badRequest(`${param}.function.name`, `'${param}.function.name' must be a string`);

@@ -281,8 +281,16 @@ describe('anthropic adapter: buildRequest', () => {
         stream_options: { include_usage: true },
         store: false,
         service_tier: 'auto',
+        prompt_cache_key: 'k',
+        modalities: ['text'],
       }),
     ).not.toThrow();
+  });
+
+  it('sends the end-user id as metadata.user_id, safety_identifier first', () => {
+    expect(sent({ ...hello, user: 'u1' }).metadata).toEqual({ user_id: 'u1' });
+    expect(sent({ ...hello, user: 'u1', safety_identifier: 's1' }).metadata).toEqual({ user_id: 's1' });
+    expect(sent({ ...hello, user: '' })).not.toHaveProperty('metadata');
   });
 
   it.each([
@@ -292,6 +300,7 @@ describe('anthropic adapter: buildRequest', () => {
     ['presence_penalty', { presence_penalty: 0.5 }, 'presence_penalty'],
     ['logit_bias', { logit_bias: { '50256': -100 } }, 'logit_bias'],
     ['audio', { audio: { voice: 'alloy', format: 'mp3' } }, 'audio'],
+    ['audio output', { modalities: ['text', 'audio'] }, 'modalities'],
     ['reasoning_effort', { reasoning_effort: 'high' }, 'reasoning_effort'],
     ['functions', { functions: [{ name: 'f' }] }, 'functions'],
     ['response_format json_mode', { response_format: { type: 'json_mode' } }, 'response_format'],
@@ -309,12 +318,20 @@ describe('anthropic adapter: buildRequest', () => {
         { role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] },
       ],
     });
-    expect(audio.message).toBe('audio content parts is not supported by target claude (anthropic)');
+    expect(audio.message).toBe('audio input is not supported by target claude (anthropic)');
     expect(audio.param).toBe('messages[0].content[0]');
     const file = refusal({
       messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'f' } }] }],
     });
-    expect(file.code).toBe('AIGW_UNSUPPORTED_FEATURE');
+    expect(file.message).toBe('file input is not supported by target claude (anthropic)');
+    const system = refusal({
+      messages: [
+        { role: 'system', content: [{ type: 'image_url', image_url: { url: 'https://x.test/a.png' } }] },
+      ],
+    });
+    expect(system.message).toBe(
+      'content part type image_url in this message role is not supported by target claude (anthropic)',
+    );
   });
 
   it('refuses image types Anthropic cannot read, without echoing the data', () => {
@@ -324,6 +341,12 @@ describe('anthropic adapter: buildRequest', () => {
       ],
     });
     expect(err.message).toBe('image type image/bmp is not supported by target claude (anthropic)');
+    const odd = refusal({
+      messages: [
+        { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:<b>sk-x;base64,AA' } }] },
+      ],
+    });
+    expect(odd.message).toBe('this image type is not supported by target claude (anthropic)');
   });
 
   it('does not echo an unknown field name that is not a plain name', () => {
@@ -551,6 +574,32 @@ describe('anthropic adapter: stream translation', () => {
     });
     expect(out.slice(0, -1).every((c) => c.usage === null)).toBe(true);
     expect(out.at(-2)!.choices[0].finish_reason).toBe('stop');
+  });
+
+  it('counts cache reads and writes in the prompt, and takes the counts message_delta repeats', () => {
+    const sse = [
+      'data: {"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":100,"output_tokens":1}}}',
+      'data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":200,"output_tokens":7}}',
+    ].join('\n\n');
+    const steps = translate(`${sse}\n\n`, true);
+    expect(steps[0]!.usage).toEqual({
+      input_tokens: 115,
+      output_tokens: 1,
+      total_tokens: 116,
+      cached_input_tokens: 100,
+    });
+    expect(steps[1]!.usage).toEqual({
+      input_tokens: 215,
+      output_tokens: 7,
+      total_tokens: 222,
+      cached_input_tokens: 200,
+    });
+    expect(chunks(steps).at(-1)!.usage).toEqual({
+      prompt_tokens: 215,
+      completion_tokens: 7,
+      total_tokens: 222,
+      prompt_tokens_details: { cached_tokens: 200 },
+    });
   });
 
   it('streams a tool call: id and name first, then the arguments in pieces', () => {
