@@ -67,15 +67,11 @@ export function buildAnthropicRequest(
   target: Target,
   opts: { stream: boolean },
 ): UpstreamRequest {
-  const refuse = (feature: string, param?: string): GatewayError =>
-    new GatewayError(
-      'AIGW_UNSUPPORTED_FEATURE',
-      `${feature} is not supported by target ${target.name} (anthropic)`,
-      {
-        param,
-      },
-    );
-  if (endpoint !== 'chat.completions') throw refuse(`the ${endpoint} endpoint`, 'model');
+  const refuse = (feature: string, param?: string): GatewayError => {
+    const message = `${feature} is not supported by target ${target.name} (anthropic)`;
+    return new GatewayError('AIGW_UNSUPPORTED_FEATURE', message, { param });
+  };
+  if (endpoint !== 'chat.completions') throw refuse(`the ${endpoint} endpoint`);
 
   for (const field of Object.keys(body)) {
     if (body[field] === undefined || body[field] === null) continue;

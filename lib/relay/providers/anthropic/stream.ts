@@ -57,11 +57,13 @@ export function anthropicStreamTranslator(_endpoint: Endpoint, opts: StreamOptio
           if (typeof message.id === 'string') id = message.id;
           if (typeof message.model === 'string') model = message.model;
           created = Math.floor(Date.now() / 1000);
+          // Usage is reported with message_delta, as OpenAI reports it at the end: a step
+          // with usage here would not be taken for the opening chunk the relay skips when it
+          // continues a broken stream.
           tokens = readTokens(message.usage);
           return {
             emit: [delta({ role: 'assistant', content: '', refusal: null })],
             model: model || undefined,
-            usage: tokens ? toUsage(tokens) : undefined,
           };
         }
         case 'content_block_start': {
