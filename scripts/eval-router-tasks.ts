@@ -32,8 +32,11 @@ import { routerConfig } from '../schemas/ai-router';
 import { percentile } from './bench/load';
 
 export const TARGET_ACCURACY = 0.9;
-/** Vector length of the LocalEmbedder the classifier uses. */
-export const CLASSIFIER_DIMENSIONS = 384;
+/**
+ * Vector length of the LocalEmbedder the classifier uses: more than the semantic cache's 384,
+ * because fewer hash collisions between words keep the small differences between tasks.
+ */
+export const CLASSIFIER_DIMENSIONS = 4096;
 // scripts/ under jest, dist/scripts/ once built: the fixtures are where the repository has them
 const FIXTURES = [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..')]
   .map((root) => path.join(root, 'spec', 'fixtures', 'tasks'))
@@ -141,10 +144,12 @@ export async function evaluate(
   const confusion: Evaluation['confusion'] = {};
   const by: Evaluation['by'] = { rule: 0, classifier: 0, default: 0 };
   for (const { row, decision } of results) {
-    const stats = (perTask[row.task] ??= { rows: 0, correct: 0, accuracy: 0 });
+    perTask[row.task] ??= { rows: 0, correct: 0, accuracy: 0 };
+    const stats = perTask[row.task]!;
     stats.rows++;
     if (decision.task === row.task) stats.correct++;
-    const line = (confusion[row.task] ??= {});
+    confusion[row.task] ??= {};
+    const line = confusion[row.task]!;
     line[decision.task] = (line[decision.task] ?? 0) + 1;
     by[decision.by]++;
   }

@@ -210,7 +210,8 @@ export class TaskClassifier {
     const centered = vectors.map((v) => unit(minus(v, mean)));
     let next = 0;
     const models = examples.map(([task, list]) => {
-      const own = centered.slice(next, (next += list.length));
+      const own = centered.slice(next, next + list.length);
+      next += list.length;
       return { task, centroid: unit(meanOf(own, embedder.dimensions)), examples: own };
     });
     return new TaskClassifier(rules, models, mean, embedder, tasks.min_confidence, tasks.default_task);
