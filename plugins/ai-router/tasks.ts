@@ -204,14 +204,24 @@ export class TaskClassifier {
     const configured = Object.entries(tasks.examples ?? {}).filter(([, list]) => list.length > 0);
     const examples = configured.length > 0 ? configured : Object.entries(BUILTIN_TASK_EXAMPLES);
     const vectors = await embedder.embed(examples.flatMap(([, list]) => list));
-    // What all prompts share (function words, the shape of a request) says nothing about their
-    // task: without it, the words that tell tasks apart weigh more.
-    const mean = meanOf(vectors, embedder.dimensions);
-    const centered = vectors.map((v) => unit(minus(v, mean)));
+    const byTask: Float32Array[][] = [];
     let next = 0;
-    const models = examples.map(([task, list]) => {
-      const own = centered.slice(next, next + list.length);
+    for (const [, list] of examples) {
+      byTask.push(vectors.slice(next, next + list.length));
       next += list.length;
+    }
+    // What the tasks share (function words, the shape of a request) tells none apart: without
+    // it, the words that do weigh more. The mean of the tasks' means, so that no task's number
+    // of examples shifts it; nothing to take out of a single task.
+    const mean =
+      byTask.length > 1
+        ? meanOf(
+            byTask.map((own) => meanOf(own, embedder.dimensions)),
+            embedder.dimensions,
+          )
+        : new Float32Array(embedder.dimensions);
+    const models = examples.map(([task], i) => {
+      const own = byTask[i]!.map((v) => unit(minus(v, mean)));
       return { task, centroid: unit(meanOf(own, embedder.dimensions)), examples: own };
     });
     return new TaskClassifier(rules, models, mean, embedder, tasks.min_confidence, tasks.default_task);
