@@ -178,13 +178,21 @@ function matches(rule: CompiledRule, input: TaskInput): boolean {
 // Classifier
 // ---------------------------------------------------------------------------------------------
 
+/** A vector taken against a query, with its dot product with the mean precomputed. */
+interface Reference {
+  vector: Float32Array;
+  dotMean: number;
+}
+
 interface TaskModel {
   task: string;
-  centroid: Float32Array;
-  examples: Float32Array[];
+  centroid: Reference;
+  examples: Reference[];
 }
 
 export class TaskClassifier {
+  private readonly meanSquare: number;
+
   private constructor(
     private readonly rules: readonly CompiledRule[],
     private readonly models: readonly TaskModel[],
@@ -193,7 +201,9 @@ export class TaskClassifier {
     private readonly embedder: Embedder,
     private readonly minConfidence: number,
     private readonly defaultTask: string,
-  ) {}
+  ) {
+    this.meanSquare = dot(mean, mean);
+  }
 
   /**
    * Compiles the rules and embeds the examples (`tasks.examples`, or the built-in ones when it
@@ -220,9 +230,14 @@ export class TaskClassifier {
             embedder.dimensions,
           )
         : new Float32Array(embedder.dimensions);
+    const reference = (vector: Float32Array) => ({ vector, dotMean: dot(vector, mean) });
     const models = examples.map(([task], i) => {
       const own = byTask[i]!.map((v) => unit(minus(v, mean)));
-      return { task, centroid: unit(meanOf(own, embedder.dimensions)), examples: own };
+      return {
+        task,
+        centroid: reference(unit(meanOf(own, embedder.dimensions))),
+        examples: own.map(reference),
+      };
     });
     return new TaskClassifier(rules, models, mean, embedder, tasks.min_confidence, tasks.default_task);
   }
@@ -245,14 +260,24 @@ export class TaskClassifier {
 
   /** Similarity of an embedded text to each task. */
   scores(vector: Float32Array): { task: string; score: number }[] {
-    const v = unit(minus(vector, this.mean));
+    // A text's vector has few non-zero dimensions; the centred one has none. Cosine with the
+    // centred vector, from products with the sparse one: (v·r - m·r) / |v - m|.
+    const nonZero: number[] = [];
+    for (let i = 0; i < vector.length; i++) if (vector[i] !== 0) nonZero.push(i);
+    const sparseDot = (r: Float32Array) => {
+      let sum = 0;
+      for (const i of nonZero) sum += vector[i]! * r[i]!;
+      return sum;
+    };
+    const norm = Math.sqrt(Math.max(0, sparseDot(vector) - 2 * sparseDot(this.mean) + this.meanSquare));
+    const cosine = (r: Reference) => (norm > 0 ? (sparseDot(r.vector) - r.dotMean) / norm : 0);
     return this.models.map(({ task, centroid, examples }) => {
       const nearest = examples
-        .map((e) => dot(v, e))
+        .map(cosine)
         .sort((a, b) => b - a)
         .slice(0, NEAREST_EXAMPLES);
       const knn = nearest.reduce((sum, s) => sum + s, 0) / nearest.length;
-      return { task, score: (dot(v, centroid) + knn) / 2 };
+      return { task, score: (cosine(centroid) + knn) / 2 };
     });
   }
 }
