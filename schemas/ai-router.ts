@@ -362,9 +362,9 @@ const Tasks = Type.Object(
     min_confidence: Type.Number({
       minimum: 0,
       maximum: 1,
-      default: 0.3,
+      default: 0.015,
       description:
-        "Smallest margin of the nearest task over the next one (cosine similarity) for the classifier's answer to count; below it the task is `default_task`.",
+        "Smallest margin of the nearest task's score over the next one's (cosine similarities) for the classifier's answer to count; below it the task is `default_task`. The default suits the built-in local embedder, whose margins are mostly under 0.1 (measured by `npm run eval:tasks`).",
     }),
     default_task: Type.String({
       minLength: 1,
@@ -418,7 +418,7 @@ const Arm = Type.Object(
       minimum: 0,
       maximum: 10_000,
       default: 1,
-      description: "Relative share of users (ignored for the rollout's arm while a rollout runs).",
+      description: "Relative share of users. Ignored for the rollout's arm whenever `rollout` is set.",
     }),
   },
   { description: 'One arm of an experiment.' },
@@ -488,7 +488,7 @@ const Experiment = Type.Object(
         },
         {
           description:
-            'Gradual rollout of one arm against the control: its share of users grows by steps; users only ever move from the control to the arm.',
+            "Gradual rollout of one arm against the control: its share of all users grows by steps, taken only from the control's users (so it is capped at the control's share when other arms have weights); users only ever move from the control to the arm.",
         },
       ),
     ),
@@ -517,7 +517,7 @@ const Experiment = Type.Object(
         },
         {
           description:
-            'Automatic halt and rollback: an arm doing worse than the control sends all its users back to the control, on every node, until the experiment is changed.',
+            "Automatic halt and rollback: when an arm does worse than the control (judged on the current and previous 5-minute windows, all nodes' requests together), the whole experiment halts and every user is served by the control, on every node, until the experiment's config changes.",
         },
       ),
     ),
@@ -606,7 +606,8 @@ const Redaction = Type.Object(
     entities: Type.Array(Type.Union(REDACTED_ENTITIES.map((e) => Type.Literal(e))), {
       default: [...REDACTED_ENTITIES],
       uniqueItems: true,
-      description: 'What is replaced.',
+      description:
+        'What is replaced. `national_id`: US SSN, UK NINO, French NIR, Spanish DNI/NIE, Italian codice fiscale (with their check digits); `secret`: API keys, bearer tokens, AWS keys, JWTs, private keys, `password=` values.',
     }),
     restore: Type.Boolean({
       default: true,
@@ -807,8 +808,12 @@ function checkRouting(config: RouterConfig, targetNames: ReadonlySet<string>): C
   const requestable = (name: string) =>
     routable(name) || name === tasks?.model || Object.hasOwn(config.model_map, name);
   const experimented = new Set<string>();
+  const experimentNames = new Set<string>();
   config.experiments.forEach((e, i) => {
     const at = `experiments[${i}]`;
+    if (experimentNames.has(e.name))
+      problems.push({ path: `${at}.name`, message: 'duplicate experiment name' });
+    experimentNames.add(e.name);
     if (!requestable(e.model))
       problems.push({ path: `${at}.model`, message: 'names no target, pool or task model' });
     if (experimented.has(e.model))
@@ -894,7 +899,7 @@ export const routerConfig = definePluginConfig({
     'Target names are unique; pool names differ from every target and pool name.',
     '`pools[].targets`, `model_map`, `default_target`, `tasks.routes`, `tasks.premium.pool` and experiment arms name targets or pools.',
     '`tasks.routes` has a route for `tasks.default_task`; every task rule has a condition and a valid `regex`.',
-    "An experiment's `model` is requestable and has no other experiment; its `control` and `rollout.arm` name different arms; `sticky_header` is set for `sticky_by: header`; `rollout.start` is an RFC 3339 time.",
+    "Experiment names are unique; an experiment's `model` is requestable and has no other experiment; its `control` and `rollout.arm` name different arms; `sticky_header` is set for `sticky_by: header`; `rollout.start` is an RFC 3339 time.",
     'Access and residency rules name a consumer, tag or group; access rules list requestable models or `*`.',
     '`azure` targets set `base_url`; `bedrock` targets, and only they, set `aws`.',
     '`base_url` is an http(s) URL without user or password.',

@@ -20,8 +20,8 @@ import { parseArgs } from 'node:util';
 import type { Endpoint } from '../lib/context';
 import type { Embedder } from '../lib/embed/embedder';
 import { LocalEmbedder } from '../lib/embed/local';
-import { countTokens } from '../lib/llm/tokens';
 import {
+  CLASSIFIER_DIMENSIONS,
   TaskClassifier,
   type TaskDecision,
   type TaskInput,
@@ -32,11 +32,6 @@ import { routerConfig } from '../schemas/ai-router';
 import { percentile } from './bench/load';
 
 export const TARGET_ACCURACY = 0.9;
-/**
- * Vector length of the LocalEmbedder the classifier uses: more than the semantic cache's 384,
- * because fewer hash collisions between words keep the small differences between tasks.
- */
-export const CLASSIFIER_DIMENSIONS = 4096;
 // scripts/ under jest, dist/scripts/ once built: the fixtures are where the repository has them
 const FIXTURES = [path.resolve(__dirname, '..'), path.resolve(__dirname, '..', '..')]
   .map((root) => path.join(root, 'spec', 'fixtures', 'tasks'))
@@ -105,7 +100,8 @@ export function requestOf(row: LabelledPrompt): { endpoint: Endpoint; body: Reco
 
 export function inputOf(row: LabelledPrompt): TaskInput {
   const { endpoint, body } = requestOf(row);
-  return taskInputOf(endpoint, body, (text) => row.tokens ?? countTokens(text, 'o200k_base'));
+  const tokens = row.tokens;
+  return taskInputOf(endpoint, body, tokens !== undefined ? () => tokens : undefined);
 }
 
 export interface Classified {

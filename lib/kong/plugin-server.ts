@@ -186,6 +186,7 @@ export class PluginServer {
 
   close(): void {
     clearInterval(this.sweeper);
+    for (const id of [...this.instances.keys()]) this.dropInstance(id);
   }
 
   /** Dispatches one RPC call (`plugin.<Method>`); throws to send Kong an error string. */
@@ -254,7 +255,7 @@ export class PluginServer {
   private closeInstance(id: number) {
     const instance = this.instances.get(id);
     if (!instance) throw new Error(`no plugin instance #${id}`);
-    this.instances.delete(id);
+    this.dropInstance(id);
     return { Name: instance.plugin.name, Id: id, Config: instance.config };
   }
 
@@ -325,7 +326,20 @@ export class PluginServer {
       if (now - event.startedAt > this.options.event_max_age_ms) this.events.delete(id);
     }
     for (const [id, instance] of this.instances) {
-      if (now - instance.lastUsed > this.options.instance_idle_ms) this.instances.delete(id);
+      if (now - instance.lastUsed > this.options.instance_idle_ms) this.dropInstance(id);
+    }
+  }
+
+  private dropInstance(id: number): void {
+    const instance = this.instances.get(id);
+    this.instances.delete(id);
+    try {
+      instance?.handlers.close?.();
+    } catch (err) {
+      this.log.warn(
+        { plugin: instance?.plugin.name, instance: id, err: String(err) },
+        'instance close failed',
+      );
     }
   }
 }

@@ -54,7 +54,10 @@ export interface EventScope {
 
 export type PhaseHandler = (kong: KongPDK, event: EventScope) => Promise<void>;
 
-export type PluginInstance = Partial<Record<Phase, PhaseHandler>>;
+export type PluginInstance = Partial<Record<Phase, PhaseHandler>> & {
+  /** Frees what the instance holds (timers), when Kong closes it or it idles out. */
+  close?(): void;
+};
 
 export interface SuitePlugin {
   readonly name: string;
@@ -95,6 +98,8 @@ export interface PluginBehaviour {
    */
   gather?(kong: KongPDK): Promise<KongFacts | undefined>;
   log?: PhaseHandler;
+  /** Frees what the instance holds (timers), when Kong closes it or it idles out. */
+  close?(): void;
 }
 
 /**
@@ -138,6 +143,7 @@ export function definePlugin<S extends TObject>(spec: {
         };
       }
       if (behaviour.log) instance.log = behaviour.log;
+      if (behaviour.close) instance.close = behaviour.close;
       return instance;
     },
   };

@@ -61,6 +61,8 @@ export function buildLogRecord(
     budget: ctx?.budget?.summary,
     attempts: outcome?.attempts,
     route_reason: ctx?.route?.reason,
+    task: ctx?.route?.task,
+    experiment: ctx?.route?.experiment,
     stream: ctx?.stream,
     end: outcome?.end ?? (ctx?.refusal ? 'rejected' : ctx ? 'answered_by_gateway' : undefined),
     error_code: measure.errorCode,

@@ -1,6 +1,7 @@
 import type { Endpoint } from '../../lib/context';
 import type { Embedder } from '../../lib/embed/embedder';
 import { GatewayError } from '../../lib/errors';
+import { approximateTokens } from '../../lib/llm/usage';
 import type { RouterConfig } from '../../schemas/ai-router';
 import { BUILTIN_TASK_EXAMPLES } from './task-examples';
 
@@ -47,13 +48,27 @@ export const MAX_CLASSIFIED_CHARS = 4000;
  */
 export const NEAREST_EXAMPLES = 3;
 
+/**
+ * Vector length of the LocalEmbedder the classifier uses: more than the semantic cache's 384,
+ * because fewer hash collisions between words keep the small differences between tasks.
+ */
+export const CLASSIFIER_DIMENSIONS = 4096;
+
 const IMAGE_PART_TYPES = new Set(['image_url', 'input_image', 'image']);
+
+/**
+ * The prompt's tokens as rules see them: characters / 4, cheap on a huge prompt (an exact
+ * count would cost milliseconds there) and close enough for a size threshold.
+ */
+export function estimateTokens(text: string): number {
+  return approximateTokens(text.length);
+}
 
 /** Reads the classifier's input from a parsed request body; odd shapes give empty fields, never an error. */
 export function taskInputOf(
   endpoint: Endpoint | undefined,
   body: Record<string, unknown> | undefined,
-  countTokens: (text: string) => number,
+  countTokens: (text: string) => number = estimateTokens,
 ): TaskInput {
   const input: TaskInput = { text: '', tokens: 0, hasImage: false, hasTools: false };
   if (!body || typeof body !== 'object') return input;
