@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../errors';
 import type { Prices } from '../llm/prices';
 import { countPromptTokens, type PromptCount } from '../llm/tokens';
+import type { StreamTranslator } from '../relay/providers';
 
 /** The OpenAI-compatible endpoints the suite serves. */
 export type Endpoint = 'chat.completions' | 'completions' | 'embeddings' | 'models';
@@ -88,10 +89,25 @@ export interface RouteDecision {
    * after the router's choice (ai-fallback) must keep to it. Absent: any target.
    */
   admits?(target: Target): boolean;
+  /** Masks personal data before targets with `trusted: false`, and restores it in their answers. */
+  redactor?: PromptMasking;
   /** The task the request was classified as (task routing). */
   task?: string;
   /** The experiment arm serving the request. */
   experiment?: { name: string; arm: string };
+}
+
+/**
+ * What an untrusted provider must not see, masked in the body sent to it and put back in its
+ * answer: JSON answers whole, streams chunk by chunk (ai-router's `redaction`).
+ */
+export interface PromptMasking {
+  mask(
+    endpoint: Endpoint,
+    body: Record<string, unknown>,
+  ): { body: Record<string, unknown>; vault: ReadonlyMap<string, string> } | undefined;
+  restoreAnswer(body: unknown, vault: ReadonlyMap<string, string>): unknown;
+  restoringTranslator(inner: StreamTranslator, vault: ReadonlyMap<string, string>): StreamTranslator;
 }
 
 /** Why an attempt at a target failed, as the relay sees it. */

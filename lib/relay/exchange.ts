@@ -276,17 +276,26 @@ export class Exchange {
     const { endpoint, stream } = this;
     const target = attempt.target;
     const adapter = adapterFor(target.provider);
-    if (!adapter) throw this.reject('AIGW_CONFIG_INVALID', `no adapter for provider ${target.provider}`);
+    if (!adapter) {
+      throw this.reject(
+        new GatewayError('AIGW_CONFIG_INVALID', `no adapter for provider ${target.provider}`),
+      );
+    }
     if (!adapter.supports(endpoint)) {
       throw this.reject(
-        'AIGW_UNSUPPORTED_FEATURE',
-        `${endpoint} is not supported by provider ${target.provider}`,
+        new GatewayError(
+          'AIGW_UNSUPPORTED_FEATURE',
+          `${endpoint} is not supported by target ${target.name} (${target.provider})`,
+        ),
       );
     }
     const body = continuing ? this.continuationBody() : this.ctx.body;
-    if (!body) throw this.reject('AIGW_BAD_REQUEST', 'the request has no JSON body');
+    if (!body) throw this.reject(new GatewayError('AIGW_BAD_REQUEST', 'the request has no JSON body'));
 
-    const built = this.buildRequest(adapter, body, target);
+    // An untrusted target gets the prompt with personal data masked, and its answer is restored.
+    const redactor = target.trusted === false ? this.ctx.route?.redactor : undefined;
+    const masked = redactor?.mask(endpoint, body);
+    const built = this.buildRequest(adapter, masked?.body ?? body, target);
     const request = adapter.sign ? await adapter.sign(built, target) : built;
     await attempt.send(request, adapter, {
       ttftMs: this.plan?.ttftTimeoutMs,
@@ -295,7 +304,11 @@ export class Exchange {
     });
     if (!stream) {
       const { bytes, json } = await attempt.readJson(this.deps.maxResponseBytes);
-      const parsed = adapter.parseResponse(endpoint, json);
+      const parsed = adapter.parseResponse(endpoint, json, {
+        model: target.model,
+        base64Embeddings: body.encoding_format === 'base64',
+      });
+      if (masked) parsed.body = redactor!.restoreAnswer(parsed.body, masked.vault);
       attempt.usage = parsed.usage;
       attempt.contentChars = parsed.contentChars;
       attempt.responseModel = parsed.model;
@@ -309,8 +322,9 @@ export class Exchange {
     }
     const options = body.stream_options as { include_usage?: unknown } | null | undefined;
     const clientWantsUsage = typeof options === 'object' && options?.include_usage === true;
+    const translator = adapter.streamTranslator(endpoint, { clientWantsUsage, model: target.model });
     const rest = attempt.steps(
-      adapter.streamTranslator(endpoint, { clientWantsUsage }),
+      masked ? redactor!.restoringTranslator(translator, masked.vault) : translator,
       this.deps.maxResponseBytes,
       adapter.eventDecoder?.(),
     );
@@ -526,16 +540,20 @@ export class Exchange {
     try {
       return adapter.buildRequest(this.endpoint, body, target, { stream: this.stream });
     } catch (err) {
-      if (err instanceof GatewayError && err.code === 'AIGW_UNSUPPORTED_FEATURE') {
-        throw this.reject(err.code, err.message);
+      // What the client asked is wrong or cannot be served here: its own 400, no failover.
+      if (
+        err instanceof GatewayError &&
+        (err.code === 'AIGW_UNSUPPORTED_FEATURE' || err.code === 'AIGW_BAD_REQUEST')
+      ) {
+        throw this.reject(err);
       }
       throw err;
     }
   }
 
-  private reject(code: ErrorCode, message: string): GatewayError {
+  private reject(error: GatewayError): GatewayError {
     this.rejected = true;
-    return new GatewayError(code, message);
+    return error;
   }
 
   private failedAttempts(): number {

@@ -50,7 +50,9 @@ export default definePlugin({
         const chain = chains.get(primary.name) ?? chains.get('*');
         if (chain) {
           // The chain keeps to what the router allows this request (residency, access).
-          const fallbacks = resolveChain(chain, primary, route.catalog).filter((t) => route.admits?.(t) ?? true);
+          const fallbacks = resolveChain(chain, primary, route.catalog).filter(
+            (t) => route.admits?.(t) ?? true,
+          );
           route.targets = [primary, ...fallbacks];
         }
         budget.recordRequest();

@@ -1,4 +1,4 @@
-import type { RequestContext, RouteDecision } from '../../lib/context';
+import type { PromptMasking, RequestContext, RouteDecision } from '../../lib/context';
 import { LocalEmbedder } from '../../lib/embed';
 import { GatewayError } from '../../lib/errors';
 import { gatherFacts } from '../../lib/kong/facts';
@@ -7,6 +7,7 @@ import { headerSafe } from '../../lib/relay/headers';
 import { type RouterConfig, routerConfig } from '../../schemas/ai-router';
 import { Experiments } from './experiments';
 import { allowedRegions, checkAccess, groupsOf, type Requester } from './policy';
+import { PromptRedactor } from './redaction';
 import { Router } from './router';
 import { resolveTargets } from './targets';
 import { CLASSIFIER_DIMENSIONS, TaskClassifier, taskInputOf } from './tasks';
@@ -17,6 +18,7 @@ interface Routing {
   router: Router;
   experiments?: Experiments;
   classifier?: Promise<TaskClassifier>;
+  redactor?: PromptMasking;
 }
 
 /**
@@ -44,6 +46,7 @@ export default definePlugin({
         suite.logger.child({ plugin: 'ai-router' }),
       );
     }
+    if (config.redaction?.enabled) routing.redactor = new PromptRedactor(config.redaction);
     if (config.tasks) {
       routing.classifier = TaskClassifier.create(
         config.tasks,
@@ -140,6 +143,7 @@ async function decide(
   return {
     ...decision,
     reason: [...reasons, decision.reason].join('; '),
+    ...(routing.redactor ? { redactor: routing.redactor } : {}),
     ...(task !== undefined ? { task } : {}),
     ...(arm ? { experiment: { name: arm.experiment, arm: arm.arm } } : {}),
   };

@@ -90,9 +90,9 @@ export class Router {
     return this.pools.has(name) || this.byModel.has(name);
   }
 
-  /** Every name a client may ask for directly. */
+  /** Pool and target names, for `GET /v1/models` (provider model names are accepted, not listed). */
   names(): string[] {
-    return [...this.pools.keys(), ...this.byModel.keys()];
+    return [...this.pools.keys()];
   }
 
   route(name: string, req: RouteRequest): Omit<RouteDecision, 'exposeTarget'> {

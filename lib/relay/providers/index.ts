@@ -56,6 +56,15 @@ export interface StreamTranslator {
 export interface StreamOptions {
   /** The client asked for `stream_options.include_usage`; otherwise the usage chunk is only recorded. */
   clientWantsUsage: boolean;
+  /** The model the request was sent to, for answers whose provider does not name it. */
+  model?: string;
+}
+
+export interface ResponseOptions {
+  /** The model the request was sent to, for answers whose provider does not name it. */
+  model?: string;
+  /** The client asked for embeddings as base64 (`encoding_format: base64`). */
+  base64Embeddings?: boolean;
 }
 
 /** Splits a streamed answer's bytes into events; SSE unless the adapter says otherwise. */
@@ -84,7 +93,7 @@ export interface ProviderAdapter {
   ): UpstreamRequest;
   /** Signs the built request (Bedrock's SigV4), which needs async crypto; the relay awaits it before sending. */
   sign?(request: UpstreamRequest, target: Target): Promise<UpstreamRequest>;
-  parseResponse(endpoint: Endpoint, json: unknown): ParsedResponse;
+  parseResponse(endpoint: Endpoint, json: unknown, opts?: ResponseOptions): ParsedResponse;
   streamTranslator(endpoint: Endpoint, opts: StreamOptions): StreamTranslator;
   /** How the answer's stream is framed, when it is not SSE (Bedrock's AWS event stream). */
   eventDecoder?(): EventDecoder;

@@ -15,7 +15,7 @@ import { parseAzureError } from './error';
 export const azureAdapter: ProviderAdapter = {
   supports: (endpoint: Endpoint) => OPENAI_PATHS[endpoint] !== undefined,
   buildRequest: buildAzureRequest,
-  parseResponse: parseOpenAIResponse,
+  parseResponse: (endpoint, json) => parseOpenAIResponse(endpoint, json),
   streamTranslator: openaiStreamTranslator,
   parseError: parseAzureError,
 };

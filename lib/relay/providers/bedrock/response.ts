@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Endpoint, Usage } from '../../../context/request-context';
 import { GatewayError } from '../../../errors';
-import type { ParsedResponse } from '../index';
+import type { ParsedResponse, ResponseOptions } from '../index';
 import { isObject } from './api';
 
 /**
  * What the answers say in `model`: Converse answers do not name the model, and the adapter
  * contract gives `parseResponse` and `streamTranslator` no target to take it from.
  */
+/** Model named in answers when the relay does not say which (Converse answers name none). */
 export const ANSWER_MODEL = 'bedrock';
 
 /** Converse's stopReason as OpenAI's finish_reason. */
@@ -64,7 +65,11 @@ export function completionId(): string {
 }
 
 /** A Converse answer as an OpenAI chat.completion. */
-export function parseBedrockResponse(_endpoint: Endpoint, json: unknown): ParsedResponse {
+export function parseBedrockResponse(
+  _endpoint: Endpoint,
+  json: unknown,
+  opts?: ResponseOptions,
+): ParsedResponse {
   const message = isObject(json) && isObject(json.output) ? json.output.message : undefined;
   if (!isObject(json) || !isObject(message) || !Array.isArray(message.content)) {
     throw new GatewayError('AIGW_UPSTREAM_PROTOCOL', 'the provider answered without output.message.content');
@@ -95,7 +100,7 @@ export function parseBedrockResponse(_endpoint: Endpoint, json: unknown): Parsed
     id: completionId(),
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
-    model: ANSWER_MODEL,
+    model: opts?.model ?? ANSWER_MODEL,
     choices: [
       {
         index: 0,

@@ -14,6 +14,7 @@ import { ANSWER_MODEL, bedrockUsage, completionId, finishReason, openaiUsageOf }
  */
 export function bedrockStreamTranslator(_endpoint: Endpoint, opts: StreamOptions): StreamTranslator {
   const id = completionId();
+  const model = opts.model ?? ANSWER_MODEL;
   const created = Math.floor(Date.now() / 1000);
   let roleSent = false;
   /** OpenAI tool call index of each Converse content block that is a tool use. */
@@ -28,7 +29,7 @@ export function bedrockStreamTranslator(_endpoint: Endpoint, opts: StreamOptions
         id,
         object: 'chat.completion.chunk',
         created,
-        model: ANSWER_MODEL,
+        model,
         choices: [{ index: 0, delta: withRole, logprobs: null, finish_reason: finish }],
         // OpenAI sends `usage: null` on every chunk but the last when usage was asked for.
         ...(opts.clientWantsUsage ? { usage: null } : {}),
@@ -99,7 +100,7 @@ export function bedrockStreamTranslator(_endpoint: Endpoint, opts: StreamOptions
                   id,
                   object: 'chat.completion.chunk',
                   created,
-                  model: ANSWER_MODEL,
+                  model,
                   choices: [],
                   usage: openaiUsageOf(usage),
                 }),

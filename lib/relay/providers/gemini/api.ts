@@ -276,11 +276,9 @@ function embeddingsRequest(
   ) {
     throw badRequest('dimensions must be a positive integer', 'dimensions');
   }
-  // Gemini answers floats, and the answer's translation does not see the request: base64 is refused.
-  if (body.encoding_format === 'base64')
-    throw refuse('encoding_format base64 (ask for float)', 'encoding_format');
-  if (body.encoding_format != null && body.encoding_format !== 'float') {
-    throw badRequest('encoding_format must be float', 'encoding_format');
+  // Gemini answers floats; base64 is encoded from them in the answer's translation.
+  if (body.encoding_format != null && body.encoding_format !== 'float' && body.encoding_format !== 'base64') {
+    throw badRequest('encoding_format must be float or base64', 'encoding_format');
   }
   return {
     requests: texts.map((text) => ({

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Endpoint, Usage } from '../../../context/request-context';
-import type { ParsedResponse } from '../index';
+import type { ParsedResponse, ResponseOptions } from '../index';
 import { isObject } from '../openai/api';
 
 /**
@@ -8,8 +8,12 @@ import { isObject } from '../openai/api';
  * OpenAI embeddings list. Each candidate is a choice; its text parts (thought summaries left
  * out) are the content, its functionCall parts the tool_calls.
  */
-export function parseGeminiResponse(endpoint: Endpoint, json: unknown): ParsedResponse {
-  if (endpoint === 'embeddings') return parseEmbeddings(json);
+export function parseGeminiResponse(
+  endpoint: Endpoint,
+  json: unknown,
+  opts?: ResponseOptions,
+): ParsedResponse {
+  if (endpoint === 'embeddings') return parseEmbeddings(json, opts);
   if (!isObject(json)) return { body: json, contentChars: 0 };
   const candidates = Array.isArray(json.candidates) ? json.candidates.filter(isObject) : [];
   const blocked = blockedPrompt(json);
@@ -39,7 +43,7 @@ export function parseGeminiResponse(endpoint: Endpoint, json: unknown): ParsedRe
     id: completionId(json.responseId),
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
-    model: model ?? 'gemini',
+    model: model ?? opts?.model ?? 'gemini',
     choices,
   };
   if (usage) body.usage = openaiUsage(json.usageMetadata as Record<string, unknown>);
@@ -165,18 +169,29 @@ function choicesChars(choices: Array<{ message: Record<string, unknown> }>): num
 }
 
 /**
- * `{embeddings: [{values}]}` → OpenAI's list. batchEmbedContents reports no usage: the relay
- * counts it, and the body says 0 rather than a guess.
+ * `{embeddings: [{values}]}` → OpenAI's list, as float arrays or, when the client asked for
+ * base64 (the official OpenAI SDKs do by default), little-endian float32 bytes in base64.
+ * batchEmbedContents reports no usage: the relay counts it, and the body says 0 rather than a guess.
  */
-function parseEmbeddings(json: unknown): ParsedResponse {
+function parseEmbeddings(json: unknown, opts: ResponseOptions | undefined): ParsedResponse {
   if (!isObject(json) || !Array.isArray(json.embeddings)) return { body: json, contentChars: 0 };
-  const data = json.embeddings.map((embedding, index) => ({
-    object: 'embedding',
-    index,
-    embedding: isObject(embedding) && Array.isArray(embedding.values) ? embedding.values : [],
-  }));
+  const data = json.embeddings.map((embedding, index) => {
+    const values: number[] = isObject(embedding) && Array.isArray(embedding.values) ? embedding.values : [];
+    return {
+      object: 'embedding',
+      index,
+      embedding: opts?.base64Embeddings
+        ? Buffer.from(Float32Array.from(values).buffer).toString('base64')
+        : values,
+    };
+  });
   return {
-    body: { object: 'list', data, model: 'gemini', usage: { prompt_tokens: 0, total_tokens: 0 } },
+    body: {
+      object: 'list',
+      data,
+      model: opts?.model ?? 'gemini',
+      usage: { prompt_tokens: 0, total_tokens: 0 },
+    },
     contentChars: 0,
   };
 }

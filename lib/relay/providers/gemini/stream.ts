@@ -23,7 +23,7 @@ import {
 export function geminiStreamTranslator(_endpoint: Endpoint, opts: StreamOptions): StreamTranslator {
   let id: string | undefined;
   const created = Math.floor(Date.now() / 1000);
-  let model = 'gemini';
+  let model = opts.model ?? 'gemini';
   // Per choice index: the role chunk went out, and how many tool calls it has made.
   const started = new Set<number>();
   const calls = new Map<number, number>();

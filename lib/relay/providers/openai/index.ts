@@ -12,7 +12,7 @@ import { openaiStreamTranslator } from './stream';
 export const openaiAdapter: ProviderAdapter = {
   supports: (endpoint: Endpoint) => OPENAI_PATHS[endpoint] !== undefined,
   buildRequest: buildOpenAIRequest,
-  parseResponse: parseOpenAIResponse,
+  parseResponse: (endpoint, json) => parseOpenAIResponse(endpoint, json),
   streamTranslator: openaiStreamTranslator,
   parseError: parseOpenAIError,
 };

@@ -532,12 +532,8 @@ describe('gemini adapter: buildRequest (embeddings)', () => {
     expect(JSON.parse(embed({ input: 'one' }).body).requests).toHaveLength(1);
   });
 
-  it('refuses base64 encoding and token-id input, rejects bad input', () => {
-    const base64 = refusal(() => embed({ input: 'a', encoding_format: 'base64' }));
-    expect(base64.code).toBe('AIGW_UNSUPPORTED_FEATURE');
-    expect(base64.message).toBe(
-      'encoding_format base64 (ask for float) is not supported by target gem (gemini)',
-    );
+  it('refuses token-id input and rejects bad input', () => {
+    expect(refusal(() => embed({ input: 'a', encoding_format: 'utf8' })).code).toBe('AIGW_BAD_REQUEST');
     expect(refusal(() => embed({ input: [1, 2, 3] })).code).toBe('AIGW_UNSUPPORTED_FEATURE');
     expect(refusal(() => embed({ input: [] })).code).toBe('AIGW_BAD_REQUEST');
     expect(refusal(() => embed({ input: 'a', dimensions: 0 })).code).toBe('AIGW_BAD_REQUEST');
@@ -545,6 +541,18 @@ describe('gemini adapter: buildRequest (embeddings)', () => {
 });
 
 describe('gemini adapter: parseResponse', () => {
+  it('answers embeddings as base64 float32 when the client asked for base64, naming the model sent to', () => {
+    const json = { embeddings: [{ values: [0.5, -1.25, 3] }] };
+    const parsed = geminiAdapter.parseResponse('embeddings', json, {
+      model: 'text-embedding-004',
+      base64Embeddings: true,
+    });
+    const body = parsed.body as { model: string; data: Array<{ embedding: string }> };
+    expect(body.model).toBe('text-embedding-004');
+    const bytes = Buffer.from(body.data[0]!.embedding, 'base64');
+    expect([...new Float32Array(bytes.buffer, bytes.byteOffset, 3)]).toEqual([0.5, -1.25, 3]);
+  });
+
   it('translates a text answer with usage', () => {
     const parsed = geminiAdapter.parseResponse('chat.completions', fixtureJson('generate-content.json'));
     const text = 'The sky looks blue because air scatters blue sunlight more than red.';
