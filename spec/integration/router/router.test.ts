@@ -5,7 +5,15 @@
  */
 import type { DriverResponse } from '../../support/kong';
 import { type ProviderMock, parseSse, startOpenAIMock } from '../../support/providers';
-import { chatBody, type InProcess, openAIError, postChat, startInProcess } from '../../support/suite';
+import {
+  chatBody,
+  type InProcess,
+  openAIError,
+  type PluginEntry,
+  postChat,
+  type RouteSpec,
+  startInProcess,
+} from '../../support/suite';
 
 const KEY = 'sk-proj-RouterKey0123456789abcdefXYZ';
 
@@ -21,7 +29,7 @@ const target = (name: string, m: { url: string }, extra: Record<string, unknown>
   ...extra,
 });
 
-const route = (name: string, router: Record<string, unknown>, extra: object[] = []) => ({
+const route = (name: string, router: Record<string, unknown>, extra: PluginEntry[] = []): RouteSpec => ({
   name,
   path: `/${name}`,
   plugins: [...extra, { name: 'ai-router', config: router }],

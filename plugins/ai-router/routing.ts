@@ -1,0 +1,173 @@
+import type { PromptMasking, RequestContext, RouteDecision } from '../../lib/context';
+import { LocalEmbedder } from '../../lib/embed';
+import { GatewayError } from '../../lib/errors';
+import type { TargetHealth, TargetLoad } from '../../lib/health';
+import type { Logger } from '../../lib/log/logger';
+import type { Store } from '../../lib/store';
+import type { RouterConfig } from '../../schemas/ai-router';
+import { Experiments } from './experiments';
+import { allowedRegions, checkAccess, type Requester } from './policy';
+import { PromptRedactor } from './redaction';
+import { Router } from './router';
+import { resolveTargets } from './targets';
+import { CLASSIFIER_DIMENSIONS, TaskClassifier, taskInputOf } from './tasks';
+
+/** What an ai-router instance decides with, built once from its config. */
+export interface Routing {
+  config: RouterConfig;
+  router: Router;
+  experiments?: Experiments;
+  classifier?: Promise<TaskClassifier>;
+  redactor?: PromptMasking;
+}
+
+export function createRouting(
+  config: RouterConfig,
+  deps: { health?: TargetHealth; load?: TargetLoad; store: Store; logger: Logger; env?: NodeJS.ProcessEnv },
+): Routing {
+  const routing: Routing = {
+    config,
+    router: new Router(config, resolveTargets(config, deps.env ?? process.env), {
+      health: deps.health,
+      load: deps.load,
+    }),
+  };
+  if (config.experiments.length > 0)
+    routing.experiments = new Experiments(config.experiments, deps.store, deps.logger);
+  if (config.redaction?.enabled) routing.redactor = new PromptRedactor(config.redaction);
+  if (config.tasks) {
+    routing.classifier = TaskClassifier.create(
+      config.tasks,
+      new LocalEmbedder({ dimensions: CLASSIFIER_DIMENSIONS }),
+    );
+    routing.classifier.catch(() => undefined); // reported by the requests that need it
+  }
+  return routing;
+}
+
+/**
+ * The client's model → mapping → access → experiment arm → task → pool or target → filters,
+ * health and strategy. Each step that changes the destination says so in the reason.
+ */
+export async function decide(
+  ctx: RequestContext,
+  routing: Routing,
+  who: Requester,
+): Promise<Omit<RouteDecision, 'exposeTarget'>> {
+  const { config, router, experiments } = routing;
+  const requested = ctx.model;
+  const mapped =
+    requested !== undefined && Object.hasOwn(config.model_map, requested)
+      ? config.model_map[requested]
+      : undefined;
+  const reasons: string[] = mapped !== undefined ? [`mapped to ${mapped}`] : [];
+  let name = mapped ?? requested;
+  if (name === undefined || !(router.knows(name) || name === config.tasks?.model)) {
+    if (config.default_target === undefined) {
+      if (requested === undefined)
+        throw new GatewayError('AIGW_BAD_REQUEST', "'model' is required", { param: 'model' });
+      throw new GatewayError(
+        'AIGW_UNKNOWN_MODEL',
+        'the requested model is not served here; GET /v1/models lists the models you can use',
+        { param: 'model' },
+      );
+    }
+    name = config.default_target;
+    reasons.push('default target');
+  }
+  checkAccess(config.access, who, requested !== undefined ? [requested, name] : [name]);
+
+  const arm = experiments?.assign(name, {
+    consumerId: ctx.facts.consumer?.id,
+    credentialId: ctx.facts.credentialId,
+    header: (h) => ctx.header(h),
+  });
+  if (arm && experiments) {
+    name = arm.routeTo;
+    reasons.push(`experiment ${arm.experiment}: ${arm.arm}${arm.halted ? ' (halted)' : ''}`);
+    // The arm's result feeds the experiment's guard once the answer is complete.
+    const started = Date.now();
+    ctx.afterExchange(() => {
+      if (ctx.outcome)
+        experiments.record(arm, { error: ctx.outcome.status >= 500, latencyMs: Date.now() - started });
+    });
+  }
+
+  let task: string | undefined;
+  if (name === config.tasks?.model && routing.classifier) {
+    ({ name, task } = await routeTask(ctx, config.tasks, await classifierOf(routing.classifier), who));
+    reasons.push(task === undefined ? `premium: ${name}` : `task ${task}: ${name}`);
+  }
+
+  const regions = allowedRegions(config.residency, who, (h) => ctx.header(h));
+  const decision = router.route(name, {
+    endpoint: ctx.endpoint ?? 'chat.completions',
+    body: ctx.body,
+    regions,
+  });
+  return {
+    ...decision,
+    reason: [...reasons, decision.reason].join('; '),
+    ...(routing.redactor ? { redactor: routing.redactor } : {}),
+    ...(task !== undefined ? { task } : {}),
+    ...(arm ? { experiment: { name: arm.experiment, arm: arm.arm } } : {}),
+  };
+}
+
+/** Where a request for the task model goes: the premium pool for high-stakes requests, else its task's. */
+async function routeTask(
+  ctx: RequestContext,
+  tasks: NonNullable<RouterConfig['tasks']>,
+  classifier: TaskClassifier,
+  who: Requester,
+): Promise<{ name: string; task?: string }> {
+  const premium = tasks.premium;
+  if (
+    premium &&
+    ((premium.header !== undefined && ctx.header(premium.header) === 'premium') ||
+      who.consumer?.tags?.some((t) => premium.consumer_tags.includes(t)))
+  ) {
+    return { name: premium.pool };
+  }
+  const input = taskInputOf(ctx.endpoint, ctx.body);
+  const { task } = await classifier.classify(input);
+  const name = Object.hasOwn(tasks.routes, task) ? tasks.routes[task]! : tasks.routes[tasks.default_task]!;
+  return { name, task };
+}
+
+async function classifierOf(pending: Promise<TaskClassifier>): Promise<TaskClassifier> {
+  try {
+    return await pending;
+  } catch (err) {
+    throw new GatewayError('AIGW_CONFIG_INVALID', 'the task classifier of ai-router could not be built', {
+      cause: err,
+    });
+  }
+}
+
+/** `GET /v1/models`: what this client may put in `model`. */
+export function modelList({ config, router }: Routing, who: Requester) {
+  const names = [
+    ...router.names(),
+    ...Object.keys(config.model_map),
+    ...(config.tasks ? [config.tasks.model] : []),
+  ];
+  const allowed = names.filter((name) => {
+    try {
+      checkAccess(config.access, who, [name, config.model_map[name] ?? name]);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  const owner = new Map(config.targets.map((t) => [t.name, t.provider]));
+  return {
+    object: 'list',
+    data: [...new Set(allowed)].map((id) => ({
+      id,
+      object: 'model',
+      created: 0,
+      owned_by: owner.get(id) ?? 'ai-gateway',
+    })),
+  };
+}
