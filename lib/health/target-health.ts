@@ -94,10 +94,18 @@ export class TargetHealth {
   }
 }
 
+/** Targets are built once per config and read on every request: their identity is hashed once. */
+const identities = new WeakMap<Target, string>();
+
 /** A target's identity for health: the same model at the same endpoint, whatever route names it. */
 export function targetIdentity(target: Target): string {
-  return createHash('sha256')
-    .update(`${target.provider}\n${target.base_url}\n${target.model}`)
-    .digest('base64url')
-    .slice(0, 22);
+  let id = identities.get(target);
+  if (id === undefined) {
+    id = createHash('sha256')
+      .update(`${target.provider}\n${target.base_url}\n${target.model}`)
+      .digest('base64url')
+      .slice(0, 22);
+    identities.set(target, id);
+  }
+  return id;
 }

@@ -3,6 +3,8 @@ import type { IncomingHeaders } from '../relay/headers';
 import { durationMs } from '../relay/retry-after';
 import { targetIdentity } from './target-health';
 
+const IDLE: LoadView = Object.freeze({ inFlight: 0 });
+
 /** Weight of the newest sample in the moving averages: about the last ten attempts count. */
 const EWMA_ALPHA = 0.2;
 
@@ -11,14 +13,14 @@ export interface LoadView {
   /** Attempts at the target running now, on this node. */
   inFlight: number;
   /** Moving average of the time to the first token (stream) or to the whole answer (JSON), ms. */
-  ttftMs?: number;
+  ttftMs?: number | undefined;
   /** Moving average of the time per answer token after the first, ms (streams only). */
-  msPerToken?: number;
+  msPerToken?: number | undefined;
   /**
    * Share of the provider's rate limit left (0 to 1), from its last answer's rate-limit
    * headers; undefined when it sent none or their reset time has passed.
    */
-  quotaLeft?: number;
+  quotaLeft?: number | undefined;
 }
 
 /** How one attempt ended, as the relay saw it. */
@@ -77,14 +79,15 @@ export class TargetLoad {
     }
   }
 
+  /** Read on every routing decision, for every candidate: one map lookup, one small object. */
   view(target: Target): LoadView {
     const e = this.entries.get(targetIdentity(target));
-    if (!e) return { inFlight: 0 };
+    if (!e) return IDLE;
     return {
       inFlight: e.inFlight,
-      ...(e.ttftMs !== undefined ? { ttftMs: e.ttftMs } : {}),
-      ...(e.msPerToken !== undefined ? { msPerToken: e.msPerToken } : {}),
-      ...(e.quotaLeft !== undefined && e.quotaUntil > this.now() ? { quotaLeft: e.quotaLeft } : {}),
+      ttftMs: e.ttftMs,
+      msPerToken: e.msPerToken,
+      quotaLeft: e.quotaLeft !== undefined && e.quotaUntil > this.now() ? e.quotaLeft : undefined,
     };
   }
 

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../../lib/log/logger';
 import { key, type Store } from '../../lib/store';
 import type { RouterConfig } from '../../schemas/ai-router';
+import { uniform as uniformOf } from './hash';
 
 export type ExperimentConfig = RouterConfig['experiments'][number];
 type ArmConfig = ExperimentConfig['arms'][number];
@@ -59,8 +60,7 @@ const METRICS = ['requests', 'errors', 'latencyMs'] as const;
 
 /** A number uniform in (0, 1), the same on every node for the same parts. */
 export function uniform(parts: readonly string[]): number {
-  const digest = createHash('sha256').update(JSON.stringify(parts)).digest();
-  return (digest.readUIntBE(0, 6) + 0.5) / 2 ** 48;
+  return uniformOf(parts.join('\u0000'));
 }
 
 /** The user's hash that decides the rollout: on the arm while it is below the rollout's share. */

@@ -4,10 +4,19 @@ import { GatewayError } from '../../lib/errors';
 import type { TargetHealth, TargetLoad } from '../../lib/health';
 import { approximateTokens } from '../../lib/llm/usage';
 import type { RouterConfig, Strategy } from '../../schemas/ai-router';
+import { hash32, mix32 } from './hash';
 import { type Candidate, type Demand, rank, type StrategyState } from './strategies';
 
 /** Answer tokens assumed for a request without `max_tokens`, when a strategy prices or times it. */
 const DEFAULT_OUTPUT_TOKENS = 256;
+
+/** The strategies that read the targets' live load; the others skip reading it. */
+const LOAD_STRATEGIES: ReadonlySet<string> = new Set<Strategy>([
+  'least-latency',
+  'least-busy',
+  'quota-aware',
+]);
+const NO_LOAD = Object.freeze({ inFlight: 0 });
 
 /** A set of targets and how to choose among them: a configured pool, or one made for a name. */
 interface Pool {
@@ -158,10 +167,11 @@ export class Router {
   ): { targets: Target[]; reason: string } {
     if (targets.length === 0) return { targets: [], reason: 'every breaker open' };
     if (pool.strategy === 'ordered') return { targets: [...targets], reason: 'configured order' };
+    const load = LOAD_STRATEGIES.has(pool.strategy) ? this.live.load : undefined;
     const candidates: Candidate[] = targets.map((t) => ({
       target: t,
       weight: this.weightOf(t),
-      load: this.live.load?.view(t) ?? { inFlight: 0 },
+      load: load?.view(t) ?? NO_LOAD,
     }));
     const ranked = rank(pool.strategy, candidates, demandOf(req), pool.state, this.live.random).map(
       (c) => c.target,
@@ -266,10 +276,11 @@ function digest(pieces: string[], chars: number): string {
  * key picks the same target while it stays eligible; when one leaves, only its keys move.
  */
 function rendezvous(key: string, candidates: readonly Candidate[]): Target {
+  const keyHash = hash32(key);
   let best = candidates[0]!;
   let bestScore = Number.NEGATIVE_INFINITY;
   for (const c of candidates) {
-    const u = (hash32(`${key}\u0000${c.target.name}`) + 0.5) / 2 ** 32;
+    const u = (mix32(keyHash ^ nameHash(c.target)) + 0.5) / 2 ** 32;
     const score = c.weight > 0 ? -c.weight / Math.log(u) : Number.NEGATIVE_INFINITY;
     if (score > bestScore) {
       best = c;
@@ -279,17 +290,13 @@ function rendezvous(key: string, candidates: readonly Candidate[]): Target {
   return best.target;
 }
 
-/** FNV-1a with murmur3's final mix, 32 bits: uniform rendezvous scores, no allocation. */
-function hash32(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
+const nameHashes = new WeakMap<Target, number>();
+
+function nameHash(target: Target): number {
+  let h = nameHashes.get(target);
+  if (h === undefined) {
+    h = hash32(target.name);
+    nameHashes.set(target, h);
   }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return h;
 }

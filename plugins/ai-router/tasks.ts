@@ -124,7 +124,7 @@ function contentOf(content: unknown): { text: string; hasImage: boolean } {
 
 interface CompiledRule {
   task: string;
-  keywords?: RegExp;
+  keywords?: KeywordMatcher;
   regex?: RegExp;
   minTokens?: number;
   maxTokens?: number;
@@ -135,24 +135,74 @@ interface CompiledRule {
 // Syntax characters of a `u` regular expression (where escaping anything else is an error).
 const SYNTAX = /[\\^$.*+?()[\]{}|/]/g;
 
+const WORD_CHAR = /[\p{L}\p{N}_]/u;
+
 /**
- * One regular expression for all keywords of a rule: any of them as whole words, whatever the
- * case and the spacing inside a phrase. Letters, digits or `_` on either side make it part of
- * another word (`code` is not in `decode`); keywords with punctuation (`c++`, `tl;dr`) work too.
+ * All keywords of a rule, matched as whole words, whatever the case and the spacing inside a
+ * phrase. Letters, digits or `_` on either side make it part of another word (`code` is not in
+ * `decode`); keywords with punctuation (`c++`, `tl;dr`) work too. The pattern starts with the
+ * lowercase keywords, matched in lowercased text, so the regex engine scans for them quickly
+ * (a leading lookbehind or case folding would be tried at every position); the character
+ * before a candidate is checked here.
  */
-export function keywordPattern(keywords: readonly string[]): RegExp | undefined {
-  const alternatives = keywords
-    .map((k) => k.trim())
-    .filter((k) => k !== '')
-    .sort((a, b) => b.length - a.length)
-    .map((k) =>
+export class KeywordMatcher {
+  private readonly pattern: RegExp;
+
+  constructor(keywords: readonly string[]) {
+    const alternatives = keywords.map((k) =>
       k
+        .toLowerCase()
         .split(/\s+/)
         .map((w) => w.replace(SYNTAX, '\\$&'))
         .join('\\s+'),
     );
-  if (alternatives.length === 0) return undefined;
-  return new RegExp(`(?<![\\p{L}\\p{N}_])(?:${alternatives.join('|')})(?![\\p{L}\\p{N}_])`, 'iu');
+    // The lookahead lets the engine fall back to a shorter keyword at the same place. ASCII
+    // keywords skip unicode mode, which scans several times slower; a non-ASCII letter after
+    // them is checked below.
+    const ascii = keywords.every((k) => /^[\x00-\x7f]*$/.test(k));
+    this.pattern = ascii
+      ? new RegExp(`(?:${alternatives.join('|')})(?![a-z0-9_])`, 'g')
+      : new RegExp(`(?:${alternatives.join('|')})(?![\\p{L}\\p{N}_])`, 'gu');
+  }
+
+  test(text: string): boolean {
+    const lower = lowercase(text);
+    const re = this.pattern;
+    re.lastIndex = 0;
+    for (let m = re.exec(lower); m !== null; m = re.exec(lower)) {
+      const after = lower.codePointAt(m.index + m[0].length);
+      const wordAfter = after !== undefined && after > 0x7f && WORD_CHAR.test(String.fromCodePoint(after));
+      if (!wordAfter && !WORD_CHAR.test(charBefore(lower, m.index))) return true;
+      re.lastIndex = m.index + 1;
+    }
+    return false;
+  }
+}
+
+/** The rules of a request test one text in turn: it is lowercased once. */
+let lastText = '';
+let lastLower = '';
+function lowercase(text: string): string {
+  if (text !== lastText) {
+    lastText = text;
+    lastLower = text.toLowerCase();
+  }
+  return lastLower;
+}
+
+/** The code point before `index` ('' at the start), surrogate pairs whole. */
+function charBefore(text: string, index: number): string {
+  if (index === 0) return '';
+  const low = text.charCodeAt(index - 1);
+  return low >= 0xdc00 && low <= 0xdfff && index >= 2 ? text.slice(index - 2, index) : text[index - 1]!;
+}
+
+export function keywordPattern(keywords: readonly string[]): KeywordMatcher | undefined {
+  const kept = keywords
+    .map((k) => k.trim())
+    .filter((k) => k !== '')
+    .sort((a, b) => b.length - a.length);
+  return kept.length === 0 ? undefined : new KeywordMatcher(kept);
 }
 
 function compileRule(rule: TaskRule, index: number): CompiledRule {
