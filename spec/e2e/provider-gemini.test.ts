@@ -448,11 +448,16 @@ describe('e2e: Gemini through the dev gateway', () => {
     });
   });
 
-  it("refuses base64 embeddings (the openai client's default) naming the feature", async () => {
-    const err = await failure(client.embeddings.create({ model: 'gem-embed', input: 'x' }));
-    expect(err.status).toBe(400);
-    expect(messageOf(err)).toBe(
-      'encoding_format base64 (ask for float) is not supported by target gem-embed (gemini)',
-    );
+  it("answers base64 embeddings (the openai client's default), decoded by the client to the same floats", async () => {
+    const base64 = await client.embeddings.create({ model: 'gem-embed', input: 'same text', dimensions: 8 });
+    const floats = await client.embeddings.create({
+      model: 'gem-embed',
+      input: 'same text',
+      dimensions: 8,
+      encoding_format: 'float',
+    });
+    expect(base64.data[0]!.embedding).toHaveLength(8);
+    base64.data[0]!.embedding.forEach((v, i) => expect(v).toBeCloseTo(floats.data[0]!.embedding[i]!, 6));
+    expect(base64.model).toBe('text-embedding-004');
   });
 });

@@ -78,10 +78,12 @@ describe.each(kinds)('%s store', (kind, open) => {
 
   it('incrBy creates at 0, adds, and keeps the TTL of the window it created', async () => {
     const k = key('tenant-a', 'counter');
-    expect(await store.incrBy(k, 3, 200)).toBe(3);
-    await sleep(120);
-    expect(await store.incrBy(k, -1, 200)).toBe(2); // must not restart the 200 ms window
-    await sleep(130);
+    // The second call comes well inside the first window and asks for a long one: were the
+    // window restarted, the key would outlive the first window's end by far.
+    expect(await store.incrBy(k, 3, 600)).toBe(3);
+    await sleep(150);
+    expect(await store.incrBy(k, -1, 60_000)).toBe(2); // must not restart the window
+    await sleep(650);
     expect(await store.get(k)).toBeNull();
     expect(await store.incrBy(k, 1)).toBe(1);
     expect(await store.get(k)).toEqual(Buffer.from('1'));

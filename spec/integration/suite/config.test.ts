@@ -89,7 +89,7 @@ async function expectConfigInvalid(prefix: string, field: string, rule: string):
 }
 
 test('default_target naming no target: every request of the route gets 500 AIGW_CONFIG_INVALID naming config.default_target', async () => {
-  await expectConfigInvalid('/baddefault', 'config.default_target', 'names no target in targets');
+  await expectConfigInvalid('/baddefault', 'config.default_target', 'names no target or pool');
   expect(mock.requests).toHaveLength(0);
   expect((await postChat(suite.kong, '/ok')).status).toBe(200);
 });
