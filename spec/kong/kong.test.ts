@@ -52,6 +52,39 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
             },
           ],
         });
+        // A route whose ai-router reads the consumer: model allow-lists and residency per tag.
+        config.consumers.push({
+          username: 'eve',
+          tags: ['team-eu'],
+          keyauth_credentials: [{ key: 'eve-key' }],
+        });
+        const target = (name: string, region: string) => ({
+          name,
+          model: 'gpt-4o-mini',
+          base_url: mock.url,
+          api_key: KEY,
+          region,
+        });
+        config.services[0]!.routes.push({
+          name: 'routed',
+          paths: ['/routed/v1'],
+          strip_path: false,
+          plugins: [
+            { name: 'key-auth', config: { hide_credentials: true } },
+            {
+              name: 'ai-router',
+              config: {
+                targets: [target('paris', 'eu'), target('ohio', 'us')],
+                pools: [{ name: 'fast', targets: ['paris', 'ohio'], strategy: 'round-robin' }],
+                access: [
+                  { consumers: ['alice', 'eve'], models: ['fast'] },
+                  { consumers: ['bob'], models: ['ohio'] },
+                ],
+                residency: { consumers: [{ consumer_tags: ['team-eu'], regions: ['eu'] }] },
+              },
+            },
+          ],
+        });
         config.services[0]!.routes.push({
           name: 'bad',
           paths: ['/bad/v1'],
@@ -213,6 +246,31 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
     // ai-semantic-cache 3 (its ticket + get_consumer: each plugin asks Kong on its own),
     // ai-fallback 2 and ai-metrics 2. The route's ai-budget replaces the service's.
     const line = await metricsLine(alice.headers['x-kong-request-id'] as string);
+    expect(line.kong_round_trips).toBe(12);
+  });
+
+  it('ai-router reads the consumer from Kong: a pool by round robin, allow-lists by username, residency by tag', async () => {
+    let n = 0;
+    // A new prompt each time: the service's semantic cache would answer a repeated one itself.
+    const ask = (key: string, model: string) =>
+      rawRequest(`${kong.proxyUrl}/routed/v1/chat/completions`, {
+        headers: { apikey: key },
+        body: { ...chat(`routing question number ${++n}`), model },
+      });
+    const alice = [await ask('alice-key', 'fast'), await ask('alice-key', 'fast')];
+    expect(alice.map((r) => r.status)).toEqual([200, 200]);
+    expect(new Set(alice.map((r) => r.headers['x-ai-target']))).toEqual(new Set(['paris', 'ohio']));
+    expect(alice[0]!.headers['x-ai-route-reason']).toBe('pool fast: round-robin');
+    expect(alice[0]!.headers['x-ai-provider']).toBe('openai');
+    const denied = await ask('bob-key', 'fast');
+    expect(denied.status).toBe(403);
+    expect(JSON.parse(denied.text)).toMatchObject({ error: { code: 'AIGW_MODEL_NOT_ALLOWED' } });
+    expect((await ask('bob-key', 'ohio')).headers['x-ai-target']).toBe('ohio');
+    // eve is tagged team-eu: only the EU target, every time.
+    for (let i = 0; i < 3; i++) expect((await ask('eve-key', 'fast')).headers['x-ai-target']).toBe('paris');
+    // Round trips: ai-router 3 (its ticket + get_consumer) and, from the service,
+    // ai-semantic-cache 3 (its own get_consumer), ai-budget 2, ai-fallback 2, ai-metrics 2.
+    const line = await metricsLine(alice[0]!.headers['x-kong-request-id'] as string);
     expect(line.kong_round_trips).toBe(12);
   });
 
