@@ -295,3 +295,153 @@ describe('ai-router config: bad input', () => {
     expect(problemsOf({ targets: { name: 'gpt' } })).toEqual(['config.targets: expected an array']);
   });
 });
+
+describe('ai-router config: routing rules', () => {
+  const two = [target({ name: 'a' }), target({ name: 'b', model: 'other' })];
+
+  it('refuses pools naming unknown targets or reusing a name', () => {
+    expect(
+      problemsOf({
+        targets: two,
+        pools: [
+          { name: 'a', targets: ['b'] },
+          { name: 'p', targets: ['a', 'nope'] },
+          { name: 'p', targets: ['a'] },
+        ],
+      }),
+    ).toEqual([
+      'config.pools[0].name: already the name of a target or pool',
+      'config.pools[1].targets[1]: names no target',
+      'config.pools[2].name: already the name of a target or pool',
+    ]);
+  });
+
+  it('refuses a pool strategy it does not know and an absurd affinity prefix', () => {
+    expect(
+      problemsOf({
+        targets: two,
+        pools: [{ name: 'p', targets: ['a'], strategy: 'fastest', prompt_affinity: { min_prefix_chars: 3 } }],
+      }),
+    ).toEqual([
+      'config.pools[0].strategy: expected one of: weighted, round-robin, least-latency, least-busy, least-cost, quota-aware',
+      'config.pools[0].prompt_affinity.min_prefix_chars: value should be between 64 and 1000000',
+    ]);
+  });
+
+  it('refuses model_map entries and task routes naming nothing, and a task model that is a pool', () => {
+    expect(
+      problemsOf({
+        targets: two,
+        model_map: { 'gpt-4': 'missing' },
+        tasks: {
+          model: 'a',
+          routes: { code: 'a', 'bad task': 'b' },
+          rules: [
+            { task: 'code' },
+            { task: 'code', regex: '([' },
+            { task: 'code', min_tokens: 10, max_tokens: 5 },
+          ],
+        },
+      }),
+    ).toEqual([
+      'config.model_map["gpt-4"]: names no target or pool',
+      'config.tasks.model: already the name of a target or pool',
+      'config.tasks.routes.bad task: task names must match ^[A-Za-z0-9._:-]+$',
+      'config.tasks.routes: needs a route for default_task "chat"',
+      'config.tasks.rules[0]: has no condition: it would match every request',
+      'config.tasks.rules[1].regex: not a valid regular expression',
+      'config.tasks.rules[2].min_tokens: must not exceed max_tokens',
+    ]);
+  });
+
+  it('refuses experiments whose arms, control, rollout or sticky header do not hold together', () => {
+    expect(
+      problemsOf({
+        targets: two,
+        experiments: [
+          {
+            name: 'e',
+            model: 'a',
+            sticky_by: 'header',
+            control: 'x',
+            arms: [
+              { name: 'one', route_to: 'a' },
+              { name: 'one', route_to: 'nowhere' },
+            ],
+            rollout: { arm: 'x', start: 'next tuesday', start_percent: 50, max_percent: 10 },
+          },
+          {
+            name: 'e',
+            model: 'a',
+            control: 'k',
+            arms: [
+              { name: 'k', route_to: 'a', weight: 0 },
+              { name: 'l', route_to: 'b', weight: 0 },
+            ],
+          },
+        ],
+      }),
+    ).toEqual([
+      'config.experiments[0].arms[1].name: duplicate arm name',
+      'config.experiments[0].arms[1].route_to: names no target or pool',
+      'config.experiments[0].control: names no arm',
+      'config.experiments[0].sticky_header: required when sticky_by is header',
+      'config.experiments[0].rollout.arm: must name an arm other than the control',
+      'config.experiments[0].rollout.start: must be an RFC 3339 time, e.g. 2026-12-01T09:00:00Z',
+      'config.experiments[0].rollout.start_percent: must not exceed max_percent',
+      'config.experiments[1].name: duplicate experiment name',
+      'config.experiments[1].model: already has an experiment',
+      'config.experiments[1].arms: at least one arm needs a weight above 0',
+    ]);
+  });
+
+  it('refuses access and residency rules that name nobody, and access to unknown models', () => {
+    expect(
+      problemsOf({
+        targets: two,
+        access: [{ models: ['a'] }, { consumers: ['alice'], models: ['*', 'nope'] }],
+        residency: { consumers: [{ regions: ['eu'] }], header: 'X-Regions' },
+      }),
+    ).toEqual(["config.residency.header: invalid value: must match ^[!#$%&'*+.^_`|~0-9a-z-]+$"]);
+    expect(
+      problemsOf({
+        targets: two,
+        access: [{ models: ['a'] }, { consumers: ['alice'], models: ['*', 'nope'] }],
+        residency: { consumers: [{ regions: ['eu'] }] },
+      }),
+    ).toEqual([
+      'config.access[0]: names no consumer, tag or group',
+      'config.access[1].models[1]: names no target, pool or task model',
+      'config.residency.consumers[0]: names no consumer, tag or group',
+    ]);
+  });
+
+  it('refuses provider settings on the wrong provider, and missing ones', () => {
+    expect(
+      problemsOf({
+        targets: [
+          target({ name: 'z', provider: 'azure', base_url: undefined }),
+          target({ name: 'b', provider: 'bedrock' }),
+          target({ name: 'o', aws: { region: 'us-east-1' } }),
+          target({ name: 'w', weight: -1, capabilities: ['telepathy'] }),
+        ],
+      }),
+    ).toEqual([
+      'config.targets[3].capabilities[0]: expected one of: vision, tools, json, long-context, embeddings',
+      'config.targets[3].weight: value should be between 0 and 10000',
+    ]);
+    expect(
+      problemsOf({
+        targets: [
+          target({ name: 'z', provider: 'azure', base_url: undefined }),
+          target({ name: 'b', provider: 'bedrock' }),
+          target({ name: 'o', aws: { region: 'us-east-1' } }),
+        ],
+      }),
+    ).toEqual([
+      'config.targets[0].base_url: required for provider azure (https://RESOURCE.openai.azure.com)',
+      'config.targets[1].aws: required for provider bedrock',
+      'config.targets[2].aws: only for provider bedrock',
+    ]);
+  });
+});
