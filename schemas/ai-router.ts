@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { type ConfigOf, type ConfigProblem, definePluginConfig } from '../lib/config';
 import type { Capability, ProviderKind } from '../lib/context';
+import { checkEmbedder, embedderSchema } from './embedder';
 
 const NAME = '^[A-Za-z0-9._:-]+$';
 /** RFC 9110 token characters, lowercase: Kong and the relay see header names in lowercase. */
@@ -9,6 +10,12 @@ const LOWER_HEADER_NAME = "^[!#$%&'*+.^_`|~0-9a-z-]+$";
 /** A request header the config trusts (set by a plugin or proxy in front, never by clients). */
 const trustedHeader = (description: string) =>
   Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: LOWER_HEADER_NAME, description }));
+
+/**
+ * Vector length of the task classifier's local embedder: more than the semantic cache's 384,
+ * because fewer hash collisions between words keep the small differences between tasks.
+ */
+export const CLASSIFIER_DIMENSIONS = 4096;
 
 export const CAPABILITIES = [
   'vision',
@@ -358,6 +365,11 @@ const Tasks = Type.Object(
         description:
           'Labelled example prompts per task for the embedding classifier (nearest centroid, local embedder). Leave empty to use the built-in examples for `code`, `summarization`, `extraction`, `math`, `chat`.',
       },
+    ),
+    embedder: embedderSchema(
+      CLASSIFIER_DIMENSIONS,
+      'What turns prompts into vectors for the classifier: the built-in local embedder (offline, the default), or an embeddings endpoint. Another embedder needs its own `min_confidence`: measure it with `npm run eval:tasks`.',
+      'A failed call leaves the request to `default_task`.',
     ),
     min_confidence: Type.Number({
       minimum: 0,
@@ -768,6 +780,7 @@ function checkRouting(config: RouterConfig, targetNames: ReadonlySet<string>): C
 
   const tasks = config.tasks;
   if (tasks) {
+    problems.push(...checkEmbedder(tasks.embedder, 'tasks.embedder'));
     if (routable(tasks.model))
       problems.push({ path: 'tasks.model', message: 'already the name of a target or pool' });
     for (const [task, name] of Object.entries(tasks.routes)) {

@@ -1,53 +1,12 @@
 import { Type } from '@sinclair/typebox';
 import { type ConfigOf, type ConfigProblem, definePluginConfig } from '../lib/config';
-import { LOCAL_EMBEDDER_DEFAULT_THRESHOLD } from '../lib/embed/local';
+import { LOCAL_EMBEDDER_DEFAULT_DIMENSIONS, LOCAL_EMBEDDER_DEFAULT_THRESHOLD } from '../lib/embed/local';
+import { checkEmbedder, embedderSchema } from './embedder';
 
-const Embedder = Type.Object(
-  {
-    kind: Type.Union([Type.Literal('local'), Type.Literal('openai')], {
-      default: 'local',
-      description:
-        '`local`: the built-in embedder (deterministic, offline, in process, no model download). `openai`: any OpenAI-compatible embeddings endpoint (`POST {base_url}/embeddings`).',
-    }),
-    dimensions: Type.Optional(
-      Type.Integer({
-        minimum: 32,
-        maximum: 4096,
-        description:
-          'Vector length. `local`: 384 when unset. `openai`: required, sent as `dimensions` (models that take no `dimensions` must answer vectors of exactly this length).',
-      }),
-    ),
-    base_url: Type.Optional(
-      Type.String({
-        pattern: '^https?://',
-        description: 'For `openai`: base URL of the API up to the version, e.g. `https://api.openai.com/v1`.',
-      }),
-    ),
-    model: Type.String({
-      default: 'text-embedding-3-small',
-      minLength: 1,
-      maxLength: 128,
-      description: 'For `openai`: the embedding model.',
-    }),
-    api_key: Type.Optional(
-      Type.String({
-        referenceable: true,
-        description:
-          'For `openai`: the API key, as a vault reference such as `{vault://env/OPENAI_API_KEY}`.',
-      }),
-    ),
-    timeout_ms: Type.Integer({
-      minimum: 10,
-      maximum: 60_000,
-      default: 2000,
-      description:
-        'For `openai`: limit of one embeddings call. A failed call makes the semantic tier miss (the exact tier still answers).',
-    }),
-  },
-  {
-    description:
-      'What turns prompts into vectors. Its id and dimensions are part of the namespace: switching embedders starts an empty semantic cache and never mixes vectors.',
-  },
+const Embedder = embedderSchema(
+  LOCAL_EMBEDDER_DEFAULT_DIMENSIONS,
+  'What turns prompts into vectors. Its id and dimensions are part of the namespace: switching embedders starts an empty semantic cache and never mixes vectors.',
+  'A failed call makes the semantic tier miss (the exact tier still answers).',
 );
 
 export const semanticCacheSchema = Type.Object({
@@ -178,20 +137,13 @@ export type SemanticCacheConfig = ConfigOf<typeof semanticCacheSchema>;
 
 function checkCache(config: SemanticCacheConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  const e = config.embedder;
-  if (e.kind === 'openai') {
-    if (e.base_url === undefined)
-      problems.push({ path: 'embedder.base_url', message: 'required when kind is openai' });
-    if (e.dimensions === undefined)
-      problems.push({ path: 'embedder.dimensions', message: 'required when kind is openai' });
-    if (config.semantic.enabled && config.semantic.threshold === undefined) {
-      problems.push({ path: 'semantic.threshold', message: 'required with an openai embedder' });
-    }
-  } else {
-    if (e.base_url !== undefined)
-      problems.push({ path: 'embedder.base_url', message: 'only used when kind is openai' });
-    if (e.api_key !== undefined)
-      problems.push({ path: 'embedder.api_key', message: 'only used when kind is openai' });
+  problems.push(...checkEmbedder(config.embedder, 'embedder'));
+  if (
+    config.embedder.kind === 'openai' &&
+    config.semantic.enabled &&
+    config.semantic.threshold === undefined
+  ) {
+    problems.push({ path: 'semantic.threshold', message: 'required with an openai embedder' });
   }
   if (!config.exact.enabled && !config.semantic.enabled) {
     problems.push({ path: 'exact.enabled', message: 'enable the exact tier, the semantic tier, or both' });

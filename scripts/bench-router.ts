@@ -220,7 +220,7 @@ async function main(): Promise<void> {
   const store = new MemoryStore();
   const routing = createRouting(config(), { load, store, logger: createLogger({ level: 'silent' }) });
   warmLoad(routing, load);
-  await routing.classifier;
+  await routing.classifier?.get();
 
   const cases = CASES.filter((c) => values.case === undefined || c.name.startsWith(values.case));
   const per = (c: Case) => Math.ceil((c.inTarget ? calls : Math.min(calls, 2_000)) / rounds);

@@ -21,14 +21,13 @@ import type { Endpoint } from '../lib/context';
 import type { Embedder } from '../lib/embed/embedder';
 import { LocalEmbedder } from '../lib/embed/local';
 import {
-  CLASSIFIER_DIMENSIONS,
   TaskClassifier,
   type TaskDecision,
   type TaskInput,
   type TasksConfig,
   taskInputOf,
 } from '../plugins/ai-router/tasks';
-import { routerConfig } from '../schemas/ai-router';
+import { CLASSIFIER_DIMENSIONS, routerConfig } from '../schemas/ai-router';
 import { percentile } from './bench/load';
 
 export const TARGET_ACCURACY = 0.9;

@@ -1,4 +1,5 @@
 export type { Embedder } from './embedder';
+export { type EmbedderConfig, embedderFromConfig } from './from-config';
 export {
   LOCAL_EMBEDDER_DEFAULT_DIMENSIONS,
   LOCAL_EMBEDDER_DEFAULT_THRESHOLD,

@@ -1,23 +1,23 @@
 import type { PromptMasking, RequestContext, RouteDecision } from '../../lib/context';
-import { LocalEmbedder } from '../../lib/embed';
+import { embedderFromConfig } from '../../lib/embed';
 import { GatewayError } from '../../lib/errors';
 import type { TargetHealth, TargetLoad } from '../../lib/health';
 import type { Logger } from '../../lib/log/logger';
 import type { Store } from '../../lib/store';
-import type { RouterConfig } from '../../schemas/ai-router';
+import { CLASSIFIER_DIMENSIONS, type RouterConfig } from '../../schemas/ai-router';
 import { Experiments } from './experiments';
 import { allowedRegions, checkAccess, type Requester } from './policy';
 import { PromptRedactor } from './redaction';
 import { Router } from './router';
 import { resolveTargets } from './targets';
-import { CLASSIFIER_DIMENSIONS, TaskClassifier, taskInputOf } from './tasks';
+import { TaskClassifier, taskInputOf } from './tasks';
 
 /** What an ai-router instance decides with, built once from its config. */
 export interface Routing {
   config: RouterConfig;
   router: Router;
   experiments?: Experiments;
-  classifier?: Promise<TaskClassifier>;
+  classifier?: Classifier;
   redactor?: PromptMasking;
 }
 
@@ -35,14 +35,55 @@ export function createRouting(
   if (config.experiments.length > 0)
     routing.experiments = new Experiments(config.experiments, deps.store, deps.logger);
   if (config.redaction?.enabled) routing.redactor = new PromptRedactor(config.redaction);
-  if (config.tasks) {
-    routing.classifier = TaskClassifier.create(
-      config.tasks,
-      new LocalEmbedder({ dimensions: CLASSIFIER_DIMENSIONS }),
-    );
-    routing.classifier.catch(() => undefined); // reported by the requests that need it
-  }
+  if (config.tasks) routing.classifier = new Classifier(config.tasks);
   return routing;
+}
+
+/** How long a classifier without its examples (the embedder failed) waits before trying again. */
+const CLASSIFIER_RETRY_MS = 30_000;
+
+/**
+ * The task classifier, built once in the background. When the embedder fails at build time,
+ * the rules still work and the examples are embedded again on a later request.
+ */
+export class Classifier {
+  private built: Promise<TaskClassifier>;
+  private builtAt = Date.now();
+
+  constructor(private readonly tasks: NonNullable<RouterConfig['tasks']>) {
+    this.built = this.build();
+  }
+
+  async get(): Promise<TaskClassifier> {
+    let classifier: TaskClassifier;
+    try {
+      classifier = await this.built;
+    } catch (err) {
+      throw new GatewayError('AIGW_CONFIG_INVALID', 'the task classifier of ai-router could not be built', {
+        cause: err,
+      });
+    }
+    if (!classifier.complete && Date.now() - this.builtAt > CLASSIFIER_RETRY_MS) {
+      const next = this.build();
+      this.builtAt = Date.now();
+      next.then(
+        (c) => {
+          if (c.complete) this.built = next;
+        },
+        () => undefined,
+      );
+    }
+    return classifier;
+  }
+
+  private build(): Promise<TaskClassifier> {
+    const built = TaskClassifier.create(
+      this.tasks,
+      embedderFromConfig(this.tasks.embedder, CLASSIFIER_DIMENSIONS),
+    );
+    built.catch(() => undefined); // reported by the requests that need it
+    return built;
+  }
 }
 
 /**
@@ -95,7 +136,7 @@ export async function decide(
 
   let task: string | undefined;
   if (name === config.tasks?.model && routing.classifier) {
-    ({ name, task } = await routeTask(ctx, config.tasks, await classifierOf(routing.classifier), who));
+    ({ name, task } = await routeTask(ctx, config.tasks, await routing.classifier.get(), who));
     reasons.push(task === undefined ? `premium: ${name}` : `task ${task}: ${name}`);
   }
 
@@ -133,16 +174,6 @@ async function routeTask(
   const { task } = await classifier.classify(input);
   const name = Object.hasOwn(tasks.routes, task) ? tasks.routes[task]! : tasks.routes[tasks.default_task]!;
   return { name, task };
-}
-
-async function classifierOf(pending: Promise<TaskClassifier>): Promise<TaskClassifier> {
-  try {
-    return await pending;
-  } catch (err) {
-    throw new GatewayError('AIGW_CONFIG_INVALID', 'the task classifier of ai-router could not be built', {
-      cause: err,
-    });
-  }
 }
 
 /** `GET /v1/models`: what this client may put in `model`. */

@@ -48,12 +48,6 @@ export const MAX_CLASSIFIED_CHARS = 4000;
  */
 export const NEAREST_EXAMPLES = 3;
 
-/**
- * Vector length of the LocalEmbedder the classifier uses: more than the semantic cache's 384,
- * because fewer hash collisions between words keep the small differences between tasks.
- */
-export const CLASSIFIER_DIMENSIONS = 4096;
-
 const IMAGE_PART_TYPES = new Set(['image_url', 'input_image', 'image']);
 
 /**
@@ -266,19 +260,29 @@ export class TaskClassifier {
     private readonly embedder: Embedder,
     private readonly minConfidence: number,
     private readonly defaultTask: string,
+    /** False when the examples could not be embedded: rules only, the rest to `defaultTask`. */
+    readonly complete = true,
   ) {
     this.meanSquare = dot(mean, mean);
   }
 
   /**
    * Compiles the rules and embeds the examples (`tasks.examples`, or the built-in ones when it
-   * is empty) once. Throws AIGW_CONFIG_INVALID for a regex that does not compile.
+   * is empty) once. Throws AIGW_CONFIG_INVALID for a regex that does not compile; an embedder
+   * that fails gives a classifier of rules only (`complete: false`).
    */
   static async create(tasks: TasksConfig, embedder: Embedder): Promise<TaskClassifier> {
     const rules = (tasks.rules ?? []).map(compileRule);
     const configured = Object.entries(tasks.examples ?? {}).filter(([, list]) => list.length > 0);
     const examples = configured.length > 0 ? configured : Object.entries(BUILTIN_TASK_EXAMPLES);
-    const vectors = await embedder.embed(examples.flatMap(([, list]) => list));
+    let vectors: Float32Array[];
+    try {
+      vectors = await embedder.embed(examples.flatMap(([, list]) => list));
+    } catch {
+      // An embeddings endpoint that is down must not stop the rules.
+      const none = new Float32Array(embedder.dimensions);
+      return new TaskClassifier(rules, [], none, embedder, tasks.min_confidence, tasks.default_task, false);
+    }
     const byTask: Float32Array[][] = [];
     let next = 0;
     for (const [, list] of examples) {
@@ -314,7 +318,12 @@ export class TaskClassifier {
     }
     const text = classifiedText(input.text);
     if (text.trim() === '' || this.models.length === 0) return { task: this.defaultTask, by: 'default' };
-    const [vector] = await this.embedder.embed([text]);
+    let vector: Float32Array | undefined;
+    try {
+      [vector] = await this.embedder.embed([text]);
+    } catch {
+      return { task: this.defaultTask, by: 'default' }; // the embedder failed: no guess
+    }
     const ranked = this.scores(vector!).sort((a, b) => b.score - a.score);
     const best = ranked[0]!;
     // one task only: its similarity is its margin over "none"

@@ -4,9 +4,7 @@ import type { CacheEntry } from '../../lib/cache/entry';
 import { namespaceOf, tenantOf } from '../../lib/cache/keys';
 import { jsonAnswer, sseAnswer } from '../../lib/cache/replay';
 import type { CacheSummary, PolicyAnswer, RequestContext } from '../../lib/context';
-import type { Embedder } from '../../lib/embed/embedder';
-import { LOCAL_EMBEDDER_DEFAULT_THRESHOLD, LocalEmbedder } from '../../lib/embed/local';
-import { OpenAIEmbedder } from '../../lib/embed/openai-embedder';
+import { type Embedder, embedderFromConfig, LOCAL_EMBEDDER_DEFAULT_THRESHOLD } from '../../lib/embed';
 import { gatherFacts } from '../../lib/kong/facts';
 import { definePlugin, type Suite } from '../../lib/kong/plugin';
 import { type SemanticCacheConfig, semanticCacheConfig } from '../../schemas/ai-semantic-cache';
@@ -51,16 +49,7 @@ function embedderFor(config: SemanticCacheConfig['embedder'], s: Shared): Embedd
   const id = JSON.stringify(config);
   let embedder = s.embedders.get(id);
   if (!embedder) {
-    embedder =
-      config.kind === 'openai'
-        ? new OpenAIEmbedder({
-            baseUrl: config.base_url!,
-            model: config.model,
-            dimensions: config.dimensions!,
-            ...(config.api_key !== undefined ? { apiKey: config.api_key } : {}),
-            timeoutMs: config.timeout_ms,
-          })
-        : new LocalEmbedder(config.dimensions !== undefined ? { dimensions: config.dimensions } : {});
+    embedder = embedderFromConfig(config);
     s.embedders.set(id, embedder);
   }
   return embedder;

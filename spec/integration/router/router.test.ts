@@ -19,6 +19,7 @@ const KEY = 'sk-proj-RouterKey0123456789abcdefXYZ';
 
 let eu: ProviderMock;
 let us: ProviderMock;
+let embeddings: ProviderMock;
 let gw: InProcess;
 
 const target = (name: string, m: { url: string }, extra: Record<string, unknown> = {}) => ({
@@ -38,9 +39,10 @@ const route = (name: string, router: Record<string, unknown>, extra: PluginEntry
 const keyAuth = { name: 'key-auth', config: {} };
 
 beforeAll(async () => {
-  [eu, us] = await Promise.all([
+  [eu, us, embeddings] = await Promise.all([
     startOpenAIMock({ apiKey: KEY, chunkDelayMs: 1 }),
     startOpenAIMock({ apiKey: KEY, chunkDelayMs: 1 }),
+    startOpenAIMock({ apiKey: KEY }),
   ]);
   const twoRegions = [target('paris', eu, { region: 'eu' }), target('ohio', us, { region: 'us' })];
   gw = await startInProcess({
@@ -97,6 +99,20 @@ beforeAll(async () => {
           premium: { pool: 'seer', header: 'x-ai-tier' },
         },
       }),
+      route('tasks-remote', {
+        targets: [target('coder', eu), target('chatter', us)],
+        tasks: {
+          rules: [{ task: 'code', keywords: ['python'] }],
+          embedder: { kind: 'openai', base_url: embeddings.url, api_key: KEY, dimensions: 64 },
+          routes: {
+            code: 'coder',
+            chat: 'chatter',
+            summarization: 'chatter',
+            extraction: 'chatter',
+            math: 'chatter',
+          },
+        },
+      }),
       route('ab', {
         targets: twoRegions,
         experiments: [
@@ -124,11 +140,12 @@ beforeAll(async () => {
 afterEach(() => {
   eu.reset();
   us.reset();
+  embeddings.reset();
 });
 
 afterAll(async () => {
   await gw?.close();
-  await Promise.all([eu?.close(), us?.close()]);
+  await Promise.all([eu?.close(), us?.close(), embeddings?.close()]);
 });
 
 const post = (path: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
@@ -285,6 +302,31 @@ describe('task routing', () => {
     );
     answeredBy(res, 'seer');
     expect(res.headers['x-ai-task']).toBeUndefined();
+  });
+});
+
+describe('task routing with an embeddings endpoint', () => {
+  const ask = (content: string) =>
+    post('/tasks-remote', { model: 'auto', messages: [{ role: 'user', content }] });
+
+  it('embeds the examples once and each undecided prompt there; rules need no call', async () => {
+    answeredBy(await ask('fix my python script'), 'coder');
+    const undecided = await ask('what a lovely morning it is');
+    expect(undecided.status).toBe(200);
+    const inputs = embeddings.requests.map((r) => (r.body as { input: string[] }).input);
+    expect(inputs.at(-1)).toEqual(['what a lovely morning it is']);
+    expect(inputs.slice(0, -1).flat().length).toBeGreaterThan(200); // the built-in examples
+    const calls = embeddings.requests.length;
+    answeredBy(await ask('python again'), 'coder');
+    expect(embeddings.requests).toHaveLength(calls);
+  });
+
+  it('an embeddings endpoint that fails leaves undecided prompts to the default task, rules still work', async () => {
+    embeddings.setFault({ kind: 'status', status: 503 });
+    const undecided = await ask('tell me something nice');
+    answeredBy(undecided, 'chatter');
+    expect(undecided.headers['x-ai-task']).toBe('chat');
+    answeredBy(await ask('python please'), 'coder');
   });
 });
 

@@ -42,6 +42,7 @@ const tasksOf = (overrides: Partial<TasksConfig> = {}): TasksConfig => ({
   model: 'auto',
   rules: [],
   examples: {},
+  embedder: { kind: 'local', model: 'text-embedding-3-small', timeout_ms: 2000 },
   min_confidence: 0,
   default_task: 'chat',
   routes: { chat: 'fast' },
@@ -454,5 +455,48 @@ describe('the built-in examples', () => {
       expect(list.length).toBeLessThanOrEqual(60);
       expect(new Set(list).size).toBe(list.length);
     }
+  });
+});
+
+describe('TaskClassifier with a failing embedder', () => {
+  /** An embeddings endpoint that is down, or that fails after `working` calls. */
+  const failing = (working = 0): Embedder => {
+    let calls = 0;
+    return {
+      id: 'remote',
+      dimensions: 64,
+      embed: async (texts) => {
+        if (calls++ >= working)
+          throw new GatewayError('AIGW_UPSTREAM_UNAVAILABLE', 'embeddings endpoint down');
+        return texts.map(() => {
+          const v = new Float32Array(64);
+          v[calls % 64] = 1;
+          return v;
+        });
+      },
+    };
+  };
+  const tasks = tasksOf({ rules: [rule({ task: 'code', keywords: ['python'] })] });
+
+  it('down at build: rules still decide, the rest goes to the default task, and it says it is incomplete', async () => {
+    const classifier = await TaskClassifier.create(tasks, failing());
+    expect(classifier.complete).toBe(false);
+    expect(await classifier.classify(input({ text: 'python question' }))).toMatchObject({
+      task: 'code',
+      by: 'rule',
+    });
+    expect(await classifier.classify(input({ text: 'a lovely day' }))).toEqual({
+      task: 'chat',
+      by: 'default',
+    });
+  });
+
+  it('down later: an undecided prompt goes to the default task, never an error', async () => {
+    const classifier = await TaskClassifier.create(tasks, failing(1));
+    expect(classifier.complete).toBe(true);
+    expect(await classifier.classify(input({ text: 'a lovely day' }))).toEqual({
+      task: 'chat',
+      by: 'default',
+    });
   });
 });
