@@ -153,7 +153,7 @@ export class KeywordMatcher {
     // The lookahead lets the engine fall back to a shorter keyword at the same place. ASCII
     // keywords skip unicode mode, which scans several times slower; a non-ASCII letter after
     // them is checked below.
-    const ascii = keywords.every((k) => /^[\x00-\x7f]*$/.test(k));
+    const ascii = keywords.every((k) => [...k].every((ch) => ch.charCodeAt(0) < 0x80));
     this.pattern = ascii
       ? new RegExp(`(?:${alternatives.join('|')})(?![a-z0-9_])`, 'g')
       : new RegExp(`(?:${alternatives.join('|')})(?![\\p{L}\\p{N}_])`, 'gu');

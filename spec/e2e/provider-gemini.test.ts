@@ -457,7 +457,9 @@ describe('e2e: Gemini through the dev gateway', () => {
       encoding_format: 'float',
     });
     expect(base64.data[0]!.embedding).toHaveLength(8);
-    base64.data[0]!.embedding.forEach((v, i) => expect(v).toBeCloseTo(floats.data[0]!.embedding[i]!, 6));
+    base64.data[0]!.embedding.forEach((v, i) => {
+      expect(v).toBeCloseTo(floats.data[0]!.embedding[i]!, 6);
+    });
     expect(base64.model).toBe('text-embedding-004');
   });
 });
