@@ -32,6 +32,7 @@ export const STRATEGIES = [
   'least-busy',
   'least-cost',
   'quota-aware',
+  'adaptive',
 ] as const;
 
 export type Strategy = (typeof STRATEGIES)[number];
@@ -246,6 +247,49 @@ const Target = Type.Object(
   { description: 'A model at a provider that requests can be routed to.' },
 );
 
+const Adaptive = Type.Object(
+  {
+    cost_weight: Type.Number({
+      minimum: 0,
+      maximum: 1_000_000,
+      default: 0,
+      description:
+        'λ: reward lost per USD a request costs (reward = quality − λ·cost − μ·latency; quality is 0 to 1). E.g. 100 makes a request costing one cent lose 1.',
+    }),
+    latency_weight: Type.Number({
+      minimum: 0,
+      maximum: 1_000,
+      default: 0,
+      description: 'μ: reward lost per second of latency (time to the whole answer).',
+    }),
+    min_explore: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.02,
+      description:
+        "Exploration floor: every eligible target gets at least this share of a task's requests divided by the number of targets.",
+    }),
+    max_explore: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.2,
+      description:
+        'Exploration ceiling: at most this share of requests go to a target other than the current best.',
+    }),
+    window_s: Type.Integer({
+      minimum: 10,
+      maximum: 30 * 86_400,
+      default: 3600,
+      description:
+        'What the bandit remembers: rewards of the last `window_s` seconds (in 10 buckets), so it follows a target whose quality, price or latency drifts.',
+    }),
+  },
+  {
+    description:
+      'For `strategy: adaptive`: how rewards weigh quality, cost and latency, and how much to explore.',
+  },
+);
+
 const Pool = Type.Object(
   {
     name: Type.String({
@@ -265,7 +309,7 @@ const Pool = Type.Object(
       {
         default: 'weighted',
         description:
-          "How a target is picked among the eligible ones: `weighted` (random by `weight`), `round-robin`, `least-latency` (lowest moving average of time to first token and time per answer token), `least-busy` (fewest requests in flight on this node), `least-cost` (price of the estimated tokens), `quota-aware` (most rate-limit quota left, from the providers' `x-ratelimit-remaining-*` headers).",
+          'How a target is picked: `weighted` (by `weight`), `round-robin`, `least-latency` (moving averages of time to first token and per token), `least-busy` (fewest in flight here), `least-cost` (price of the estimated tokens), `quota-aware` (most rate-limit headroom), `adaptive` (a bandit learning the best target per task; needs `quality.enabled`).',
       },
     ),
     health_aware: Type.Boolean({
@@ -290,6 +334,7 @@ const Pool = Type.Object(
         },
       ),
     ),
+    adaptive: Adaptive,
   },
   { description: 'A virtual model: a set of targets and how to choose among them.' },
 );
@@ -630,6 +675,78 @@ const Redaction = Type.Object(
   { description: 'Prompt redaction before untrusted providers.' },
 );
 
+const Judge = Type.Object(
+  {
+    target: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: NAME,
+      description: 'The target that scores answers (one of `targets`).',
+    }),
+    sample_rate: Type.Number({
+      minimum: 0,
+      maximum: 1,
+      default: 0.01,
+      description: 'Share of answers sent to the judge.',
+    }),
+    max_per_minute: Type.Integer({
+      minimum: 1,
+      maximum: 100_000,
+      default: 10,
+      description: 'Most judge calls per minute on each node, whatever the traffic.',
+    }),
+    max_cost_usd_per_hour: Type.Number({
+      minimum: 0,
+      maximum: 100_000,
+      default: 1,
+      description:
+        "Most the judge may spend per hour on each node (at the judge target's prices); past it, no more samples that hour.",
+    }),
+    rubric: Type.String({
+      minLength: 1,
+      maxLength: 8192,
+      default:
+        'Rate how well the answer serves the request: correct, complete, relevant and clear. 1 is useless, 10 is excellent.',
+      description: 'What the judge is asked to score, on a 1 to 10 scale.',
+    }),
+  },
+  { description: 'A model that scores a sample of answers against a rubric.' },
+);
+
+const Quality = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: false,
+      description:
+        "Check every answer (empty, refusal, cut by length, invalid JSON when JSON was asked, tool call not matching its schema, answer language unlike the prompt's, broken stream) and count the results per target, task and experiment arm; they feed `adaptive` pools and experiment guards.",
+    }),
+    max_answer_bytes: Type.Integer({
+      minimum: 1024,
+      maximum: 16 * 1024 * 1024,
+      default: 256 * 1024,
+      description: 'Answers larger than this are not checked (only their end and the stream are).',
+    }),
+    feedback: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: false,
+          description:
+            'Take feedback on this route: `POST …/v1/feedback` with `{"request_id", "score": 0..1}` or `{"request_id", "label": "good"|"bad"}`. The request id is the `x-request-id` of the answer; only the consumer who made the request may rate it.',
+        }),
+        max_age_s: Type.Integer({
+          minimum: 60,
+          maximum: 30 * 86_400,
+          default: 86_400,
+          description: 'Feedback on requests older than this is refused.',
+        }),
+      },
+      { description: 'Explicit feedback from clients.' },
+    ),
+    judge: Type.Optional(Judge),
+  },
+  { description: 'Quality signals: automatic checks, client feedback and an optional judge model.' },
+);
+
 const Headers = Type.Object(
   {
     enabled: Type.Boolean({
@@ -688,6 +805,7 @@ export const routerSchema = Type.Object({
   }),
   residency: Type.Optional(Residency),
   redaction: Type.Optional(Redaction),
+  quality: Quality,
   headers: Headers,
 });
 
@@ -863,6 +981,26 @@ function checkRouting(config: RouterConfig, targetNames: ReadonlySet<string>): C
       problems.push({ path: `${at}.arms`, message: 'at least one arm needs a weight above 0' });
     }
   });
+
+  config.pools.forEach((pool, i) => {
+    if (pool.strategy === 'adaptive' && !config.quality.enabled) {
+      problems.push({
+        path: `pools[${i}].strategy`,
+        message: 'adaptive needs quality.enabled: it learns from the quality checks',
+      });
+    }
+    if (pool.adaptive.min_explore > pool.adaptive.max_explore) {
+      problems.push({ path: `pools[${i}].adaptive.min_explore`, message: 'must not exceed max_explore' });
+    }
+  });
+  const judge = config.quality.judge;
+  if (judge && !targetNames.has(judge.target))
+    problems.push({ path: 'quality.judge.target', message: 'names no target' });
+  if (judge && !config.quality.enabled)
+    problems.push({ path: 'quality.judge', message: 'needs quality.enabled' });
+  if (config.quality.feedback.enabled && !config.quality.enabled) {
+    problems.push({ path: 'quality.feedback.enabled', message: 'needs quality.enabled' });
+  }
 
   config.access.forEach((rule, i) => {
     if (rule.consumers.length + rule.consumer_tags.length + rule.groups.length === 0) {

@@ -34,6 +34,7 @@ export function rank(
   if (candidates.length <= 1) return [...candidates];
   switch (strategy) {
     case 'weighted':
+    case 'adaptive': // the router orders adaptive pools with their bandit; before it has learnt, by weight
       return weightedOrder(candidates, random);
     case 'round-robin': {
       const start = state.turn++ % candidates.length;

@@ -39,6 +39,11 @@ describe('ai-router config: defaults', () => {
       allow_model_names: true,
       experiments: [],
       access: [],
+      quality: {
+        enabled: false,
+        max_answer_bytes: 262144,
+        feedback: { enabled: false, max_age_s: 86400 },
+      },
       headers: { enabled: true },
     });
   });
@@ -92,6 +97,11 @@ describe('ai-router config: defaults', () => {
       allow_model_names: true,
       experiments: [],
       access: [],
+      quality: {
+        enabled: false,
+        max_answer_bytes: 262144,
+        feedback: { enabled: false, max_age_s: 86400 },
+      },
       headers: { enabled: false },
     });
     expect(kong).toEqual({
@@ -323,7 +333,7 @@ describe('ai-router config: routing rules', () => {
         pools: [{ name: 'p', targets: ['a'], strategy: 'fastest', prompt_affinity: { min_prefix_chars: 3 } }],
       }),
     ).toEqual([
-      'config.pools[0].strategy: expected one of: weighted, round-robin, least-latency, least-busy, least-cost, quota-aware',
+      'config.pools[0].strategy: expected one of: weighted, round-robin, least-latency, least-busy, least-cost, quota-aware, adaptive',
       'config.pools[0].prompt_affinity.min_prefix_chars: value should be between 64 and 1000000',
     ]);
   });

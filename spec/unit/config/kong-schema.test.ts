@@ -283,6 +283,7 @@ describe('ai-router Kong schema', () => {
       'access',
       'residency',
       'redaction',
+      'quality',
       'headers',
     ]);
     expect(targets.elements?.fields?.map((f) => Object.keys(f)[0])).toEqual([
