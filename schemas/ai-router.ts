@@ -565,11 +565,19 @@ const Experiment = Type.Object(
             default: 1.5,
             description: "Halt when an arm's mean latency exceeds the control's times this.",
           }),
+          max_quality_drop: Type.Number({
+            minimum: 0,
+            maximum: 1,
+            default: 0.1,
+            description:
+              "Halt when an arm's mean quality score (ai-router's checks, with `quality.enabled`) is below the control's by more than this.",
+          }),
           min_requests: Type.Integer({
             minimum: 1,
             maximum: 1_000_000,
             default: 100,
-            description: 'Requests each side needs before the guard judges.',
+            description:
+              'Requests (and, for quality, scored answers) each side needs before the guard judges.',
           }),
         },
         {

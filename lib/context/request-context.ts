@@ -4,7 +4,7 @@ import { countPromptTokens, type PromptCount } from '../llm/tokens';
 import type { StreamTranslator } from '../relay/providers';
 
 /** The OpenAI-compatible endpoints the suite serves. */
-export type Endpoint = 'chat.completions' | 'completions' | 'embeddings' | 'models';
+export type Endpoint = 'chat.completions' | 'completions' | 'embeddings' | 'models' | 'feedback';
 
 /**
  * The provider API a target speaks. `mistral`, `groq`, `deepseek`, `vllm` and `ollama` speak
@@ -91,6 +91,8 @@ export interface RouteDecision {
   admits?(target: Target): boolean;
   /** Masks personal data before targets with `trusted: false`, and restores it in their answers. */
   redactor?: PromptMasking;
+  /** The pool the targets were chosen from (a target or model name for a one-target pool). */
+  pool?: string;
   /** The task the request was classified as (task routing). */
   task?: string;
   /** The experiment arm serving the request. */
@@ -242,6 +244,14 @@ export interface PolicyAnswer {
   headers?: Record<string, string>;
 }
 
+/** ai-router's automatic checks of an answer (quality signals). */
+export interface QualitySummary {
+  /** 1 when every check passed, lower for each failure, 0 for an unusable answer. */
+  score: number;
+  /** The checks that failed, e.g. `truncated`, `invalid_json`. */
+  failed: string[];
+}
+
 /** What ai-semantic-cache did with a request, for the log line and the metrics. */
 export interface CacheSummary {
   /** HIT: answered from the cache; MISS: looked up, not found; BYPASS: not looked up; SHADOW: a semantic would-be hit, forwarded. */
@@ -337,6 +347,8 @@ export class RequestContext {
   budget?: BudgetHold;
   /** Set by ai-semantic-cache: how the cache treated the request (a HIT made no provider call). */
   cache?: CacheSummary;
+  /** Set by ai-router's checks as soon as the outcome is known (before the log phase can read it). */
+  quality?: QualitySummary;
   /**
    * Asked for by whoever needs the answer after the exchange (`keepAnswer`): the exchange then
    * keeps it, up to `maxBytes` (above it, nothing), in `outcome.answer`.
@@ -354,6 +366,7 @@ export class RequestContext {
   pdkCalls = 0;
   private readonly tokenCounts = new Map<string, PromptCount>();
   private readonly afterExchangeHooks: Array<() => unknown> = [];
+  private readonly outcomeHooks: Array<() => void> = [];
 
   constructor(init: RequestContextInit) {
     this.requestId = init.requestId;
@@ -372,6 +385,28 @@ export class RequestContext {
       this.tokenCounts.set(model, count);
     }
     return count;
+  }
+
+  /**
+   * Runs `fn` synchronously the moment the exchange records its outcome, before the context is
+   * settled and the log phase can read it: cheap derivations the log line needs (ai-router's
+   * quality checks). Slow or fallible work belongs in `afterExchange`.
+   */
+  onOutcome(fn: () => void): void {
+    this.outcomeHooks.push(fn);
+  }
+
+  /** Runs the outcome hooks; one that throws stops none of the others. Returns their errors. */
+  runOutcomeHooks(): unknown[] {
+    const errors: unknown[] = [];
+    for (const fn of this.outcomeHooks.splice(0)) {
+      try {
+        fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    return errors;
   }
 
   /**

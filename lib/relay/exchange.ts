@@ -638,6 +638,7 @@ export class Exchange {
   private finish(): void {
     const outcome = this.outcome();
     if (outcome) this.ctx.outcome = outcome;
+    for (const err of this.ctx.runOutcomeHooks()) this.log.warn({ err }, 'an outcome hook failed');
     this.deps.contexts.settle(this.ctx);
     // Metadata only: never keys, prompts or answers.
     const { started_at: _, answer: _answer, ...fields } = outcome ?? {};

@@ -20,6 +20,7 @@ export const OPERATION = {
   completions: 'text_completion',
   embeddings: 'embeddings',
   models: 'models',
+  feedback: 'feedback',
 } as const;
 
 /**
@@ -61,7 +62,9 @@ export function buildLogRecord(
     budget: ctx?.budget?.summary,
     attempts: outcome?.attempts,
     route_reason: ctx?.route?.reason,
+    pool: ctx?.route?.pool,
     task: ctx?.route?.task,
+    quality: ctx?.quality,
     experiment: ctx?.route?.experiment,
     stream: ctx?.stream,
     end: outcome?.end ?? (ctx?.refusal ? 'rejected' : ctx ? 'answered_by_gateway' : undefined),

@@ -31,6 +31,8 @@ export interface Outcome {
   /** A 5xx answer or an upstream failure (connection, timeout): the arm's fault, not the client's. */
   error: boolean;
   latencyMs: number;
+  /** ai-router's quality score of the answer (0..1), when quality checks ran. */
+  quality?: number;
 }
 
 /** Per-arm counts; latency is summed over successful requests only (a fast failure is not fast service). */
@@ -38,13 +40,16 @@ export interface ArmStats {
   requests: number;
   errors: number;
   latencyMs: number;
+  /** Answers with a quality score, and their scores summed in thousandths (store counters are integers). */
+  rated: number;
+  qualityMilli: number;
 }
 
 export interface Halt {
   /** `unknown`: a halt flag this version cannot read (it still halts). */
-  reason: 'error_rate' | 'latency' | 'unknown';
+  reason: 'error_rate' | 'latency' | 'quality' | 'unknown';
   arm: string;
-  /** The arm's and the control's measure (error rate, or mean latency in ms). */
+  /** The arm's and the control's measure (error rate, mean latency in ms, or mean quality). */
   value: number;
   control: number;
 }
@@ -56,7 +61,7 @@ export const GUARD_BUCKET_MS = 5 * 60_000;
 /** A bucket is read during the next one, so it must outlive both. */
 const STATS_TTL_MS = 2 * GUARD_BUCKET_MS + 60_000;
 
-const METRICS = ['requests', 'errors', 'latencyMs'] as const;
+const METRICS = ['requests', 'errors', 'latencyMs', 'rated', 'qualityMilli'] as const;
 
 /** A number uniform in (0, 1), the same on every node for the same parts. */
 export function uniform(parts: readonly string[]): number {
@@ -147,6 +152,13 @@ export function judge(guard: GuardConfig, arm: string, stats: ArmStats, control:
     const controlLatency = control.latencyMs / controlOk;
     if (latency > controlLatency * guard.max_latency_ratio) {
       return { reason: 'latency', arm, value: latency, control: controlLatency };
+    }
+  }
+  if (stats.rated >= guard.min_requests && control.rated >= guard.min_requests) {
+    const quality = stats.qualityMilli / 1000 / stats.rated;
+    const controlQuality = control.qualityMilli / 1000 / control.rated;
+    if (controlQuality - quality > guard.max_quality_drop) {
+      return { reason: 'quality', arm, value: quality, control: controlQuality };
     }
   }
   return undefined;
@@ -248,12 +260,17 @@ export class Experiments {
     if (!e?.config.guard || e.halt || !e.arms.has(a.arm)) return;
     let counts = e.pending.get(a.arm);
     if (!counts) {
-      counts = { requests: 0, errors: 0, latencyMs: 0 };
+      counts = { requests: 0, errors: 0, latencyMs: 0, rated: 0, qualityMilli: 0 };
       e.pending.set(a.arm, counts);
     }
     counts.requests++;
     if (outcome.error) counts.errors++;
     else counts.latencyMs += wholeMs(outcome.latencyMs);
+    const quality = outcome.quality;
+    if (quality !== undefined && quality >= 0 && quality <= 1) {
+      counts.rated++;
+      counts.qualityMilli += Math.round(quality * 1000);
+    }
   }
 
   /** The halt of an experiment, if any, as this node knows it. */
@@ -404,7 +421,13 @@ function wholeMs(ms: number): number {
 }
 
 function statsOf(values: number[]): ArmStats {
-  return { requests: values[0] ?? 0, errors: values[1] ?? 0, latencyMs: values[2] ?? 0 };
+  return {
+    requests: values[0] ?? 0,
+    errors: values[1] ?? 0,
+    latencyMs: values[2] ?? 0,
+    rated: values[3] ?? 0,
+    qualityMilli: values[4] ?? 0,
+  };
 }
 
 function add(a: ArmStats, b: ArmStats | undefined): ArmStats {
@@ -413,6 +436,8 @@ function add(a: ArmStats, b: ArmStats | undefined): ArmStats {
     requests: a.requests + b.requests,
     errors: a.errors + b.errors,
     latencyMs: a.latencyMs + b.latencyMs,
+    rated: a.rated + b.rated,
+    qualityMilli: a.qualityMilli + b.qualityMilli,
   };
 }
 
@@ -420,7 +445,10 @@ function add(a: ArmStats, b: ArmStats | undefined): ArmStats {
 function parseHalt(value: Buffer): Halt {
   try {
     const parsed = JSON.parse(value.toString('utf8')) as Partial<Halt>;
-    if (parsed && (parsed.reason === 'error_rate' || parsed.reason === 'latency')) {
+    if (
+      parsed &&
+      (parsed.reason === 'error_rate' || parsed.reason === 'latency' || parsed.reason === 'quality')
+    ) {
       return {
         reason: parsed.reason,
         arm: String(parsed.arm),

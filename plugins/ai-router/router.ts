@@ -153,6 +153,7 @@ export class Router {
     return {
       targets,
       catalog: this.catalog,
+      pool: pool.name,
       reason: reasons.join('; '),
       ...(req.regions !== undefined || needs.length > 0
         ? { admits: (t: Target) => admitted.has(t) || this.fitsRequest(t, req, needs) }

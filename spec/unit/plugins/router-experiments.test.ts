@@ -46,7 +46,12 @@ function experiment(overrides: Record<string, unknown> = {}) {
   };
 }
 
-const guard = { min_requests: 50, max_error_rate_increase: 0.05, max_latency_ratio: 1.5 };
+const guard = {
+  min_requests: 50,
+  max_error_rate_increase: 0.05,
+  max_latency_ratio: 1.5,
+  max_quality_drop: 0.1,
+};
 
 const consumer = (id: string | undefined): Requester => ({ consumerId: id, header: () => undefined });
 
@@ -355,6 +360,26 @@ describe('experiments: guard', () => {
     expect(x.haltOf('exp')).toMatchObject({ reason: 'latency', arm: 'candidate', value: 151, control: 100 });
   });
 
+  it('halts on a lower mean quality score, once both sides have enough scored answers', async () => {
+    const x = open(guarded(), memoryStore());
+    const rate = (arm: string, n: number, quality: number) => {
+      for (let i = 0; i < n; i++) {
+        x.record(
+          { experiment: 'exp', arm, routeTo: arm === 'control' ? 'old' : 'new' },
+          { error: false, latencyMs: 100, quality },
+        );
+      }
+    };
+    rate('control', 60, 0.9);
+    rate('candidate', 49, 0.5);
+    await x.sync();
+    expect(x.haltOf('exp')).toBeUndefined(); // 49 scored answers: not judged yet
+    rate('candidate', 1, 0.5);
+    rate('candidate', 10, 2); // out of range: not a score
+    await x.sync();
+    expect(x.haltOf('exp')).toMatchObject({ reason: 'quality', arm: 'candidate', value: 0.5, control: 0.9 });
+  });
+
   it('does not halt within the thresholds', async () => {
     const x = open(guarded(), memoryStore());
     feed(x, 'control', 100, 2, 100);
@@ -496,7 +521,7 @@ describe('experiments: guard', () => {
     feed(x, 'candidate', 1000, 0, 100);
     expect(incr).not.toHaveBeenCalled(); // nothing on the request path
     await x.sync();
-    expect(incr).toHaveBeenCalledTimes(2 * 3);
+    expect(incr).toHaveBeenCalledTimes(2 * 5); // two arms × five measures
   });
 });
 
@@ -570,9 +595,12 @@ describe('experiments: a failing store', () => {
 
 describe('experiments: pure parts', () => {
   it('judges nothing when the control fails everything (no latency to compare)', () => {
-    const control = { requests: 100, errors: 100, latencyMs: 0 };
-    expect(judge(guard, 'b', { requests: 100, errors: 100, latencyMs: 0 }, control)).toBeUndefined();
-    expect(judge(guard, 'b', { requests: 100, errors: 0, latencyMs: 100_000 }, control)).toBeUndefined();
+    const none = { rated: 0, qualityMilli: 0 };
+    const control = { requests: 100, errors: 100, latencyMs: 0, ...none };
+    expect(judge(guard, 'b', { requests: 100, errors: 100, latencyMs: 0, ...none }, control)).toBeUndefined();
+    expect(
+      judge(guard, 'b', { requests: 100, errors: 0, latencyMs: 100_000, ...none }, control),
+    ).toBeUndefined();
   });
 
   it('hashes an experiment the same whatever the order of its keys', () => {
