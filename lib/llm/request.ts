@@ -17,6 +17,7 @@ export function endpointOf(method: string, path: string): Endpoint {
   if (p.endsWith('/chat/completions')) endpoint = 'chat.completions';
   else if (p.endsWith('/completions')) endpoint = 'completions';
   else if (p.endsWith('/embeddings')) endpoint = 'embeddings';
+  else if (p.endsWith('/feedback')) endpoint = 'feedback';
   else if (/\/models(\/[^/]+)?$/.test(p)) {
     endpoint = 'models';
     allowed = 'GET';
@@ -24,7 +25,7 @@ export function endpointOf(method: string, path: string): Endpoint {
   if (!endpoint) {
     throw new GatewayError(
       'AIGW_NOT_FOUND',
-      'unknown endpoint: use /v1/chat/completions, /v1/completions, /v1/embeddings or /v1/models',
+      'unknown endpoint: use /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models or /v1/feedback',
     );
   }
   if (method.toUpperCase() !== allowed) {
@@ -108,6 +109,10 @@ function invalid(param: string, message: string): GatewayError {
 }
 
 function checkShape(endpoint: Endpoint, body: Record<string, unknown>): void {
+  if (endpoint === 'feedback') {
+    checkFeedback(body);
+    return;
+  }
   if (body.model !== undefined && (typeof body.model !== 'string' || body.model === '')) {
     throw invalid('model', "'model' must be a non-empty string");
   }
@@ -150,5 +155,49 @@ function checkShape(endpoint: Endpoint, body: Record<string, unknown>): void {
       break;
     default:
       break;
+  }
+}
+
+/** Longest comment a client may attach to its feedback, in characters. */
+export const MAX_FEEDBACK_COMMENT = 2000;
+
+/** The id of the answer being rated: as the relay accepts request ids, and base64url feedback ids. */
+const FEEDBACK_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const FEEDBACK_FIELDS = new Set(['request_id', 'score', 'label', 'comment']);
+
+/**
+ * `{"request_id", "score": 0..1}` or `{"request_id", "label": "good"|"bad"}`, with an optional
+ * `comment`; nothing else, so a typo is a 400 rather than a rating silently lost.
+ */
+function checkFeedback(body: Record<string, unknown>): void {
+  if (Object.keys(body).some((field) => !FEEDBACK_FIELDS.has(field))) {
+    throw new GatewayError(
+      'AIGW_BAD_REQUEST',
+      'a feedback body takes only request_id, score or label, and comment',
+    );
+  }
+  if (typeof body.request_id !== 'string' || !FEEDBACK_ID.test(body.request_id)) {
+    throw invalid(
+      'request_id',
+      "'request_id' is required: the id of the answer being rated (1 to 128 letters, digits or ._:-)",
+    );
+  }
+  const hasScore = body.score !== undefined;
+  const hasLabel = body.label !== undefined;
+  if (hasScore === hasLabel) {
+    throw invalid('score', "give either 'score' (0 to 1) or 'label' ('good' or 'bad'), not both");
+  }
+  if (hasScore && (typeof body.score !== 'number' || !(body.score >= 0 && body.score <= 1))) {
+    throw invalid('score', "'score' must be a number from 0 to 1");
+  }
+  if (hasLabel && body.label !== 'good' && body.label !== 'bad') {
+    throw invalid('label', "'label' must be 'good' or 'bad'");
+  }
+  if (
+    body.comment !== undefined &&
+    (typeof body.comment !== 'string' || [...body.comment].length > MAX_FEEDBACK_COMMENT)
+  ) {
+    throw invalid('comment', `'comment' must be a string of at most ${MAX_FEEDBACK_COMMENT} characters`);
   }
 }

@@ -89,6 +89,9 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
           return;
         }
       }
+      // Feedback is answered by ai-router when enabled; it never goes to a provider.
+      if (ctx.endpoint === 'feedback')
+        throw new GatewayError('AIGW_NOT_FOUND', 'feedback is not enabled on this route');
     } catch (err) {
       req.resume();
       const error = toGatewayError(err);

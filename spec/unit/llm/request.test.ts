@@ -24,6 +24,8 @@ describe('endpointOf', () => {
     ['POST', '/v1/embeddings', 'embeddings'],
     ['GET', '/v1/models', 'models'],
     ['GET', '/v1/models/gpt-4o', 'models'],
+    ['POST', '/v1/feedback', 'feedback'],
+    ['POST', '/ai/openai/v1/feedback/', 'feedback'],
   ])('%s %s → %s', (method, path, endpoint) => {
     expect(endpointOf(method, path)).toBe(endpoint);
   });
@@ -32,6 +34,7 @@ describe('endpointOf', () => {
     expect(errorOf(() => endpointOf('POST', '/v1/images/generations'))).toMatchObject({ status: 404 });
     const wrong = errorOf(() => endpointOf('GET', '/v1/chat/completions'));
     expect(wrong).toMatchObject({ status: 405, code: 'AIGW_METHOD_NOT_ALLOWED', headers: { allow: 'POST' } });
+    expect(errorOf(() => endpointOf('GET', '/v1/feedback'))).toMatchObject({ status: 405 });
   });
 });
 
@@ -129,5 +132,80 @@ describe('parseRequestBody', () => {
         parseRequestBody('embeddings', 'application/json', bytes('{"input":"x","stream":true}'), limits),
       ),
     ).toMatchObject({ param: 'stream' });
+  });
+});
+
+describe('parseRequestBody: feedback', () => {
+  const roomy = { max_body_bytes: 64 * 1024, max_json_depth: 8 };
+  const feedback = (body: unknown) =>
+    parseRequestBody('feedback', 'application/json', bytes(JSON.stringify(body)), roomy);
+
+  it.each([
+    [{ request_id: 'AbC_-123', score: 0 }],
+    [{ request_id: 'AbC_-123', score: 1 }],
+    [{ request_id: 'AbC_-123', score: 0.25 }],
+    [{ request_id: 'AbC_-123', label: 'good' }],
+    [{ request_id: 'req:1.2', label: 'bad', comment: 'too long-winded' }],
+    [{ request_id: 'AbC_-123', score: 0.5, comment: 'é'.repeat(2000) }],
+  ])('accepts %j', (body) => {
+    expect(feedback(body)).toEqual(body);
+  });
+
+  it.each([
+    ['no request_id', { score: 1 }, 'request_id'],
+    ['an empty request_id', { request_id: '', score: 1 }, 'request_id'],
+    ['a numeric request_id', { request_id: 42, score: 1 }, 'request_id'],
+    ['a request_id with spaces', { request_id: 'a b', score: 1 }, 'request_id'],
+    ['a request_id over 128 characters', { request_id: 'a'.repeat(129), score: 1 }, 'request_id'],
+    ['neither score nor label', { request_id: 'abc' }, 'score'],
+    ['both score and label', { request_id: 'abc', score: 1, label: 'good' }, 'score'],
+    ['a score above 1', { request_id: 'abc', score: 1.01 }, 'score'],
+    ['a negative score', { request_id: 'abc', score: -0.1 }, 'score'],
+    ['a score as a string', { request_id: 'abc', score: '1' }, 'score'],
+    ['a null score', { request_id: 'abc', score: null }, 'score'],
+    ['an unknown label', { request_id: 'abc', label: 'meh' }, 'label'],
+    ['a label in capitals', { request_id: 'abc', label: 'GOOD' }, 'label'],
+    ['a comment that is not a string', { request_id: 'abc', label: 'bad', comment: 5 }, 'comment'],
+    [
+      'a comment over 2 000 characters',
+      { request_id: 'abc', label: 'bad', comment: 'x'.repeat(2001) },
+      'comment',
+    ],
+  ])('refuses %s with a 400 naming the field', (_name, body, param) => {
+    const err = errorOf(() => feedback(body));
+    expect(err).toMatchObject({ status: 400, code: 'AIGW_BAD_REQUEST', param });
+    expect(err.message).toContain(param);
+  });
+
+  it('refuses any other field, without echoing its name', () => {
+    const err = errorOf(() => feedback({ request_id: 'abc', score: 1, 'sk-live-should-not-come-back': 1 }));
+    expect(err).toMatchObject({ status: 400, code: 'AIGW_BAD_REQUEST' });
+    expect(JSON.stringify(err.toJSON())).not.toContain('sk-live');
+    expect(errorOf(() => feedback({ request_id: 'abc', score: 1, model: 'gpt-4o' }))).toMatchObject({
+      status: 400,
+    });
+  });
+
+  it('never echoes a bad value', () => {
+    const secret = 'sk-live-should-not-come-back';
+    for (const body of [
+      { request_id: secret.replace(/-/g, ' '), score: 1 },
+      { request_id: 'abc', label: secret },
+      { request_id: 'abc', score: secret },
+    ]) {
+      expect(JSON.stringify(errorOf(() => feedback(body)).toJSON())).not.toContain('should-not');
+    }
+  });
+
+  it('applies the common checks first: media type and JSON', () => {
+    expect(
+      errorOf(() => parseRequestBody('feedback', 'text/plain', bytes('{"request_id":"a","score":1}'), roomy)),
+    ).toMatchObject({ status: 415 });
+    expect(
+      errorOf(() => parseRequestBody('feedback', 'application/json', bytes('{"request_id":'), roomy)),
+    ).toMatchObject({ status: 400, code: 'AIGW_INVALID_JSON' });
+    expect(errorOf(() => parseRequestBody('feedback', 'application/json', bytes('[]'), roomy))).toMatchObject(
+      { status: 400 },
+    );
   });
 });

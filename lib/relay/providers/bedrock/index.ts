@@ -13,7 +13,7 @@ import { bedrockStreamTranslator } from './stream';
  * embeddings are taken here only to be refused in `buildRequest`, with the target's name.
  */
 export const bedrockAdapter: ProviderAdapter = {
-  supports: (endpoint: Endpoint) => endpoint !== 'models',
+  supports: (endpoint: Endpoint) => endpoint !== 'models' && endpoint !== 'feedback',
   buildRequest: buildBedrockRequest,
   sign: signBedrockRequest,
   parseResponse: parseBedrockResponse,
