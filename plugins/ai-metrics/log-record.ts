@@ -37,6 +37,8 @@ export function buildLogRecord(
   const body = ctx?.body;
   return {
     type: 'ai_request',
+    /** When Kong received the request (epoch ms): the order a replay of the log follows. */
+    started_at: kongData.started_at ?? ctx?.createdAt,
     request_id: ctx?.requestId,
     kong_request_id: kongData.request?.id,
     route: measure.labels.route || undefined,

@@ -240,7 +240,10 @@ describe('the metrics the suite registers', () => {
           path: '/all',
           plugins: [
             { name: 'ai-semantic-cache' },
-            { name: 'ai-router', config: routerConfig(mock.url, [{ name: 'gpt-4o-mini', api_key: KEY }]) },
+            {
+              name: 'ai-router',
+              config: routerConfig(mock.url, [{ name: 'gpt-4o-mini', api_key: KEY }], { quality: { enabled: true } }),
+            },
             {
               name: 'ai-budget',
               config: {
