@@ -739,7 +739,7 @@ const Quality = Type.Object(
         enabled: Type.Boolean({
           default: false,
           description:
-            'Take feedback on this route: `POST …/v1/feedback` with `{"request_id", "score": 0..1}` or `{"request_id", "label": "good"|"bad"}`. The request id is the `x-request-id` of the answer; only the consumer who made the request may rate it.',
+            'Take feedback on this route: `POST …/v1/feedback` with `{"request_id", "score": 0..1}` or `{"request_id", "label": "good"|"bad"}`, where `request_id` is the `x-ai-feedback-id` header of the answer rated; only the consumer who made the request may rate it, once.',
         }),
         max_age_s: Type.Integer({
           minimum: 60,

@@ -64,7 +64,15 @@ export default definePlugin({
       async request(ctx) {
         const route = ctx.route;
         const endpoint = ctx.endpoint;
-        if (!route || route.targets.length === 0 || !endpoint || endpoint === 'models') return undefined;
+        if (
+          !route ||
+          route.targets.length === 0 ||
+          !endpoint ||
+          endpoint === 'models' ||
+          endpoint === 'feedback'
+        ) {
+          return undefined;
+        }
         const target = route.targets[0]!;
         if (costs && !target.prices) {
           throw new GatewayError(

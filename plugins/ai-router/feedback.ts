@@ -141,19 +141,16 @@ function refuse(why: 'unknown' | 'foreign' | 'rated'): FeedbackResult {
     case 'foreign':
       return {
         ok: false,
-        error: new GatewayError('AIGW_BAD_REQUEST', 'only the consumer who made the request may rate it', {
-          ...param,
-          status: 403,
-          type: 'permission_error',
-        }),
+        error: new GatewayError(
+          'AIGW_FORBIDDEN',
+          'only the consumer who made the request may rate it',
+          param,
+        ),
       };
     case 'rated':
       return {
         ok: false,
-        error: new GatewayError('AIGW_BAD_REQUEST', 'this answer has already been rated', {
-          ...param,
-          status: 409,
-        }),
+        error: new GatewayError('AIGW_CONFLICT', 'this answer has already been rated', param),
       };
   }
 }

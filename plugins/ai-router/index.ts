@@ -4,7 +4,7 @@ import { definePlugin } from '../../lib/kong/plugin';
 import { headerSafe } from '../../lib/relay/headers';
 import { routerConfig } from '../../schemas/ai-router';
 import { groupsOf, type Requester } from './policy';
-import { createRouting, decide, modelList } from './routing';
+import { closeRouting, createRouting, decide, modelList } from './routing';
 
 /**
  * Chooses the target of every request. Priority 750: after Kong's auth (key-auth 1250),
@@ -17,13 +17,18 @@ export default definePlugin({
   priority: 750,
   phases: ['access'],
   create(config, _keys, suite) {
-    const routing = createRouting(config, { ...suite, logger: suite.logger.child({ plugin: 'ai-router' }) });
+    const routing = createRouting(config, {
+      ...suite,
+      logger: suite.logger.child({ plugin: 'ai-router' }),
+    });
     const needs = {
       consumer:
         config.access.length > 0 ||
         (config.residency?.consumers.length ?? 0) > 0 ||
         (config.tasks?.premium?.consumer_tags.length ?? 0) > 0 ||
-        config.experiments.some((e) => e.sticky_by === 'consumer'),
+        config.experiments.some((e) => e.sticky_by === 'consumer') ||
+        // Feedback: only the consumer who made a request may rate it.
+        config.quality.feedback.enabled,
       credential: config.experiments.some((e) => e.sticky_by === 'credential'),
     };
 
@@ -35,11 +40,12 @@ export default definePlugin({
           groups: groupsOf(ctx.header('x-consumer-groups')),
         };
         if (ctx.endpoint === 'models') return { status: 200, body: modelList(routing, who) };
+        if (ctx.endpoint === 'feedback') return routing.signals.answerFeedback(ctx);
         ctx.route = { ...(await decide(ctx, routing, who)), exposeTarget: config.headers.enabled };
         if (config.headers.enabled) setHeaders(ctx, ctx.route);
         return undefined;
       },
-      close: () => routing.experiments?.close(),
+      close: () => closeRouting(routing),
     };
   },
 });

@@ -4,11 +4,15 @@ import { GatewayError } from '../../lib/errors';
 import type { TargetHealth, TargetLoad } from '../../lib/health';
 import { approximateTokens } from '../../lib/llm/usage';
 import type { RouterConfig, Strategy } from '../../schemas/ai-router';
+import type { AdaptiveConfig, AdaptiveRouting } from './bandit';
 import { hash32, mix32 } from './hash';
 import { type Candidate, type Demand, rank, type StrategyState } from './strategies';
 
 /** Answer tokens assumed for a request without `max_tokens`, when a strategy prices or times it. */
 const DEFAULT_OUTPUT_TOKENS = 256;
+
+/** What an adaptive pool learns under when the request has no task (no task routing). */
+export const ANY_TASK = 'any';
 
 /** The strategies that read the targets' live load; the others skip reading it. */
 const LOAD_STRATEGIES: ReadonlySet<string> = new Set<Strategy>([
@@ -26,6 +30,8 @@ interface Pool {
   strategy: Strategy | 'ordered';
   healthAware: boolean;
   affinityChars?: number;
+  /** For `adaptive` pools: the reward weights and exploration bounds. */
+  adaptive?: AdaptiveConfig;
   state: StrategyState;
 }
 
@@ -35,6 +41,8 @@ export interface RouteRequest {
   body?: Record<string, unknown>;
   /** Regions the request may be served from; undefined: anywhere. */
   regions?: ReadonlySet<string>;
+  /** The request's task, when task routing classified it (adaptive pools learn per task). */
+  task?: string;
 }
 
 /**
@@ -50,7 +58,13 @@ export class Router {
   constructor(
     config: Pick<RouterConfig, 'pools' | 'targets' | 'allow_model_names'>,
     targets: readonly Target[],
-    private readonly live: { health?: TargetHealth; load?: TargetLoad; random?: () => number } = {},
+    private readonly live: {
+      health?: TargetHealth;
+      load?: TargetLoad;
+      /** Orders `adaptive` pools; without it they are ordered by weight. */
+      adaptive?: AdaptiveRouting;
+      random?: () => number;
+    } = {},
   ) {
     const byName = new Map(targets.map((t) => [t.name, t]));
     this.catalog = byName;
@@ -72,6 +86,7 @@ export class Router {
         strategy: p.strategy,
         healthAware: p.health_aware,
         ...(p.prompt_affinity ? { affinityChars: p.prompt_affinity.min_prefix_chars } : {}),
+        ...(p.strategy === 'adaptive' ? { adaptive: p.adaptive } : {}),
         state: { turn: 0 },
       });
     }
@@ -168,6 +183,19 @@ export class Router {
   ): { targets: Target[]; reason: string } {
     if (targets.length === 0) return { targets: [], reason: 'every breaker open' };
     if (pool.strategy === 'ordered') return { targets: [...targets], reason: 'configured order' };
+    const adaptive = this.live.adaptive;
+    if (pool.adaptive && adaptive) {
+      const task = req.task ?? ANY_TASK;
+      return {
+        targets: adaptive.order(
+          { name: pool.name, adaptive: pool.adaptive },
+          task,
+          targets,
+          this.live.random,
+        ),
+        reason: 'adaptive',
+      };
+    }
     const load = LOAD_STRATEGIES.has(pool.strategy) ? this.live.load : undefined;
     const candidates: Candidate[] = targets.map((t) => ({
       target: t,

@@ -1,3 +1,4 @@
+import type { Registry } from 'prom-client';
 import type { PromptMasking, RequestContext, RouteDecision } from '../../lib/context';
 import { embedderFromConfig } from '../../lib/embed';
 import { GatewayError } from '../../lib/errors';
@@ -5,10 +6,12 @@ import type { TargetHealth, TargetLoad } from '../../lib/health';
 import type { Logger } from '../../lib/log/logger';
 import type { Store } from '../../lib/store';
 import { CLASSIFIER_DIMENSIONS, type RouterConfig } from '../../schemas/ai-router';
+import { AdaptiveRouting } from './bandit';
 import { Experiments } from './experiments';
 import { allowedRegions, checkAccess, type Requester } from './policy';
 import { PromptRedactor } from './redaction';
 import { Router } from './router';
+import { QualitySignals } from './signals';
 import { resolveTargets } from './targets';
 import { TaskClassifier, taskInputOf } from './tasks';
 
@@ -19,24 +22,48 @@ export interface Routing {
   experiments?: Experiments;
   classifier?: Classifier;
   redactor?: PromptMasking;
+  adaptive?: AdaptiveRouting;
+  /** Where each request's quality signals (and experiment results) go once it is answered. */
+  signals: QualitySignals;
 }
 
 export function createRouting(
   config: RouterConfig,
-  deps: { health?: TargetHealth; load?: TargetLoad; store: Store; logger: Logger; env?: NodeJS.ProcessEnv },
+  deps: {
+    health?: TargetHealth;
+    load?: TargetLoad;
+    store: Store;
+    logger: Logger;
+    metrics?: Registry;
+    env?: NodeJS.ProcessEnv;
+  },
 ): Routing {
-  const routing: Routing = {
+  const adaptive = config.pools.some((p) => p.strategy === 'adaptive')
+    ? new AdaptiveRouting(deps.store, deps.logger)
+    : undefined;
+  const experiments =
+    config.experiments.length > 0 ? new Experiments(config.experiments, deps.store, deps.logger) : undefined;
+  const router = new Router(config, resolveTargets(config, deps.env ?? process.env), {
+    health: deps.health,
+    load: deps.load,
+    adaptive,
+  });
+  return {
     config,
-    router: new Router(config, resolveTargets(config, deps.env ?? process.env), {
-      health: deps.health,
-      load: deps.load,
-    }),
+    router,
+    ...(experiments ? { experiments } : {}),
+    ...(adaptive ? { adaptive } : {}),
+    ...(config.redaction?.enabled ? { redactor: new PromptRedactor(config.redaction) } : {}),
+    ...(config.tasks ? { classifier: new Classifier(config.tasks) } : {}),
+    signals: new QualitySignals(config, router.catalog, { ...deps, adaptive, experiments }),
   };
-  if (config.experiments.length > 0)
-    routing.experiments = new Experiments(config.experiments, deps.store, deps.logger);
-  if (config.redaction?.enabled) routing.redactor = new PromptRedactor(config.redaction);
-  if (config.tasks) routing.classifier = new Classifier(config.tasks);
-  return routing;
+}
+
+/** Frees what the instance holds: background timers and the judge's connections. */
+export function closeRouting(routing: Routing): void {
+  routing.experiments?.close();
+  routing.adaptive?.close();
+  routing.signals.close();
 }
 
 /** How long a classifier without its examples (the embedder failed) waits before trying again. */
@@ -123,15 +150,9 @@ export async function decide(
     credentialId: ctx.facts.credentialId,
     header: (h) => ctx.header(h),
   });
-  if (arm && experiments) {
+  if (arm) {
     name = arm.routeTo;
     reasons.push(`experiment ${arm.experiment}: ${arm.arm}${arm.halted ? ' (halted)' : ''}`);
-    // The arm's result feeds the experiment's guard once the answer is complete.
-    const started = Date.now();
-    ctx.afterExchange(() => {
-      if (ctx.outcome)
-        experiments.record(arm, { error: ctx.outcome.status >= 500, latencyMs: Date.now() - started });
-    });
   }
 
   let task: string | undefined;
@@ -145,14 +166,17 @@ export async function decide(
     endpoint: ctx.endpoint ?? 'chat.completions',
     body: ctx.body,
     regions,
+    ...(task !== undefined ? { task } : {}),
   });
-  return {
+  const route = {
     ...decision,
     reason: [...reasons, decision.reason].join('; '),
     ...(routing.redactor ? { redactor: routing.redactor } : {}),
     ...(task !== undefined ? { task } : {}),
     ...(arm ? { experiment: { name: arm.experiment, arm: arm.arm } } : {}),
   };
+  routing.signals.watch(ctx, route, arm);
+  return route;
 }
 
 /** Where a request for the task model goes: the premium pool for high-stakes requests, else its task's. */

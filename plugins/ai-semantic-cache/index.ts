@@ -114,7 +114,7 @@ export default definePlugin({
       gather: (pdk) => gatherFacts(pdk, needs),
 
       async request(ctx) {
-        if (ctx.endpoint === 'models') return undefined;
+        if (ctx.endpoint === 'models' || ctx.endpoint === 'feedback') return undefined;
         const control = cacheControl(ctx.header('cache-control'));
         const routeId = kong.route_id ?? ctx.routeId ?? ctx.facts.routeId ?? kong.service_id ?? ctx.serviceId;
         const tenant = tenantOf(config.scope, {

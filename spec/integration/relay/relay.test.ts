@@ -63,6 +63,7 @@ const PATHS: Record<Endpoint, string> = {
   completions: '/v1/completions',
   embeddings: '/v1/embeddings',
   models: '/v1/models',
+  feedback: '/v1/feedback',
 };
 
 /** A request the plugins admitted: its ticket, what Kong proxies, and what the relay made of it. */
