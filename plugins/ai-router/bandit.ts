@@ -171,8 +171,9 @@ export class AdaptiveRouting {
     const arms = targets.map((t) => this.arm(ctx, t.name));
 
     // A target this node has never seen with any evidence goes first, once.
-    const fresh = arms.findIndex((a) => a !== undefined && a.started === 0 && isEmpty(totals(a, bucket)));
-    const views = arms.map((a, i) => (a ? posterior(a, bucket) : priorView(targets[i]!.name)));
+    const sums = arms.map((a) => (a ? totals(a, bucket) : undefined));
+    const fresh = arms.findIndex((a, i) => a !== undefined && a.started === 0 && isEmpty(sums[i]!));
+    const views = arms.map((a, i) => (a ? posterior(a.target, sums[i]!) : priorView(targets[i]!.name)));
     const samples = views.map((v) => v.mean + v.sd * gaussian(random));
     const ranked = targets.map((_, i) => i).sort((a, b) => samples[b]! - samples[a]!);
     let first = ranked[0]!;
@@ -189,7 +190,7 @@ export class AdaptiveRouting {
       }
     }
     const firstArm = arms[first];
-    if (firstArm && isEmpty(totals(firstArm, bucket))) firstArm.started++;
+    if (firstArm && isEmpty(sums[first]!)) firstArm.started++;
     return [targets[first]!, ...ranked.filter((i) => i !== first).map((i) => targets[i]!)];
   }
 
@@ -227,7 +228,7 @@ export class AdaptiveRouting {
     const ctx = this.contexts.get(contextKey(pool.name, task));
     if (!ctx) return [];
     const bucket = this.bucketOf(ctx);
-    return [...ctx.arms.values()].map((a) => posterior(a, bucket));
+    return [...ctx.arms.values()].map((a) => posterior(a.target, totals(a, bucket)));
   }
 
   /**
@@ -380,8 +381,7 @@ function totals(arm: Arm, bucket: number): Values {
  * The Gaussian posterior of an arm's mean reward. Quality: the data and PRIOR_N pseudo-
  * observations pooled; penalty: the data alone (none yet: 0, optimistic, so it gets tried).
  */
-function posterior(arm: Arm, bucket: number): ArmView {
-  const t = totals(arm, bucket);
+function posterior(target: string, t: Values): ArmView {
   const qn = Math.max(0, t[QN]!);
   const qSum = t[QS]! / SCALE;
   const qMean = (qSum + PRIOR_MEAN * PRIOR_N) / (qn + PRIOR_N);
@@ -396,7 +396,7 @@ function posterior(arm: Arm, bucket: number): ArmView {
     pVar = Math.max(0, t[PP]! / SCALE - (pSum * pSum) / n) / n / n;
   }
   return {
-    target: arm.target,
+    target,
     mean: qMean - pMean,
     sd: Math.sqrt(qVar + pVar),
     requests: n,
@@ -414,15 +414,15 @@ const MAX_POINTS = 512;
 
 /**
  * Probability that Thompson sampling picks `best`: ∫ φ_best(x) · Π_others Φ_i(x) dx, by the
- * trapezoid rule over best's mean ± 8 sd, with steps fine enough for the sharpest Φ that changes
+ * trapezoid rule over best's mean ± 7 sd, with steps fine enough for the sharpest Φ that changes
  * there. A few microseconds; computed only when a draw picked another target.
  */
 export function winProbability(views: readonly ArmView[], best: number): number {
   const b = views[best]!;
   if (!(b.sd > 0)) return views.every((v, i) => i === best || v.mean + 8 * v.sd < b.mean) ? 1 : 0;
-  const lo = b.mean - 8 * b.sd;
-  const hi = b.mean + 8 * b.sd;
-  let step = b.sd / 4;
+  const lo = b.mean - 7 * b.sd;
+  const hi = b.mean + 7 * b.sd;
+  let step = b.sd / 3;
   for (let i = 0; i < views.length; i++) {
     const v = views[i]!;
     if (i !== best && v.sd > 0 && v.mean + 8 * v.sd > lo && v.mean - 8 * v.sd < hi)
