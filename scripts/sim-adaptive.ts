@@ -85,6 +85,8 @@ export interface ClassReport {
   convergedAfter?: number;
   /** Share on the best in the last SHARE_WINDOW requests of the first phase. */
   finalShare: number;
+  /** Share on the best from convergence to the end of the first phase. */
+  shareAfter?: number;
   /** Σ (oracle's expected reward − chosen target's), first phase. */
   regret: number;
   /** For the degraded class: the new best, requests and simulated seconds after the degradation until converged again. */
@@ -146,6 +148,8 @@ class Phase {
   regret = 0;
   convergedAfter?: number;
   convergedAt?: number;
+  /** Requests and hits on the best after convergence. */
+  after = { requests: 0, hits: 0 };
 
   constructor(
     readonly best: SimProvider,
@@ -159,6 +163,10 @@ class Phase {
     this.window.push(hit);
     if (hit) this.hits++;
     if (this.window.length > SHARE_WINDOW && this.window.shift()) this.hits--;
+    if (this.convergedAfter !== undefined) {
+      this.after.requests++;
+      if (hit) this.after.hits++;
+    }
     if (
       this.convergedAfter === undefined &&
       this.window.length === SHARE_WINDOW &&
@@ -171,6 +179,10 @@ class Phase {
 
   share(): number {
     return this.window.length === 0 ? 0 : this.hits / this.window.length;
+  }
+
+  shareAfter(): number | undefined {
+    return this.after.requests === 0 ? undefined : this.after.hits / this.after.requests;
   }
 }
 
@@ -239,6 +251,7 @@ export async function simulate(options: SimOptions): Promise<SimReport> {
         best: p.best.name,
         convergedAfter: p.convergedAfter,
         finalShare: p.share(),
+        shareAfter: p.shareAfter(),
         regret: p.regret,
       };
       if (second && options.degrade?.taskClass === c) {
@@ -270,13 +283,23 @@ export function passed(report: SimReport): boolean {
 
 function table(report: SimReport): string {
   const rows = [
-    ['class', 'best', 'converged after', 'final share', 'regret', 'degraded → new best', 'reconverged after'],
+    [
+      'class',
+      'best',
+      'converged after',
+      'share since',
+      'final share',
+      'regret',
+      'degraded → new best',
+      'reconverged after',
+    ],
   ];
   for (const c of report.classes) {
     rows.push([
       c.taskClass,
       c.best,
       c.convergedAfter === undefined ? 'never' : String(c.convergedAfter),
+      c.shareAfter === undefined ? '' : `${(c.shareAfter * 100).toFixed(1)} %`,
       `${(c.finalShare * 100).toFixed(1)} %`,
       c.regret.toFixed(1),
       c.degraded ? `${c.best} → ${c.degraded.best}` : '',
