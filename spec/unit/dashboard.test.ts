@@ -174,7 +174,7 @@ describe('the dashboard', () => {
     }
   });
 
-  it('has the rows Traffic, Tokens & cost, Latency, Cache, Budgets, Reliability, Prompt patterns, Suite', () => {
+  it('has the rows Traffic, Tokens & cost, Latency, Cache, Budgets, Reliability, Prompt patterns, Suite, Quality', () => {
     expect(dashboard.panels.filter((p) => p.type === 'row').map((p) => p.title)).toEqual([
       'Traffic',
       'Tokens & cost',
@@ -184,6 +184,7 @@ describe('the dashboard', () => {
       'Reliability',
       'Prompt patterns',
       'Suite',
+      'Quality',
     ]);
   });
 
@@ -242,7 +243,9 @@ describe('the metrics the suite registers', () => {
             { name: 'ai-semantic-cache' },
             {
               name: 'ai-router',
-              config: routerConfig(mock.url, [{ name: 'gpt-4o-mini', api_key: KEY }], { quality: { enabled: true } }),
+              config: routerConfig(mock.url, [{ name: 'gpt-4o-mini', api_key: KEY }], {
+                quality: { enabled: true },
+              }),
             },
             {
               name: 'ai-budget',

@@ -36,7 +36,7 @@ beforeAll(async () => {
         name: 'smart',
         targets: ['good', 'bad'],
         strategy: 'adaptive',
-        adaptive: { min_explore: 0.02, max_explore: 0.1 },
+        adaptive: { min_explore: 0.02, max_explore: 0.05 },
       },
     ],
     quality: {
@@ -185,8 +185,10 @@ describe('adaptive pool', () => {
       }
       await new Promise((r) => setTimeout(r, 1_100)); // one sync: the evidence reaches the strategy
     }
-    const last40 = firsts.slice(-40);
-    expect(last40.filter((t) => t === 'good').length).toBeGreaterThanOrEqual(32);
+    // Past the first rounds at most max_explore (5 %) plus the floor (1 %) go elsewhere: 80 %
+    // of the last 60 on the good target is more than 3 standard deviations below that.
+    const last60 = firsts.slice(-60);
+    expect(last60.filter((t) => t === 'good').length).toBeGreaterThanOrEqual(48);
     expect(firsts.slice(0, 20)).toContain('bad'); // it was explored
   });
 });
