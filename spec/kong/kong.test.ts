@@ -85,6 +85,22 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
             },
           ],
         });
+        // A route that takes feedback on its answers, per consumer.
+        config.services[0]!.routes.push({
+          name: 'rated',
+          paths: ['/rated/v1'],
+          strip_path: false,
+          plugins: [
+            { name: 'key-auth', config: { hide_credentials: true } },
+            {
+              name: 'ai-router',
+              config: {
+                targets: [target('paris', 'eu')],
+                quality: { enabled: true, feedback: { enabled: true } },
+              },
+            },
+          ],
+        });
         config.services[0]!.routes.push({
           name: 'bad',
           paths: ['/bad/v1'],
@@ -272,6 +288,28 @@ describe(`real Kong ${kongVersion()}: the suite as Kong sees it`, () => {
     // ai-semantic-cache 3 (its own get_consumer), ai-budget 2, ai-fallback 2, ai-metrics 2.
     const line = await metricsLine(alice[0]!.headers['x-kong-request-id'] as string);
     expect(line.kong_round_trips).toBe(12);
+  });
+
+  it('takes feedback through Kong: one rating per answer, by the consumer who asked', async () => {
+    const answer = await rawRequest(`${kong.proxyUrl}/rated/v1/chat/completions`, {
+      headers: { apikey: 'alice-key' },
+      body: { ...chat('a question worth rating'), model: 'paris' },
+    });
+    expect(answer.status).toBe(200);
+    const id = answer.headers['x-ai-feedback-id'] as string;
+    expect(id).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    const rate = (key: string, body: object) =>
+      rawRequest(`${kong.proxyUrl}/rated/v1/feedback`, { headers: { apikey: key }, body });
+    expect((await rate('bob-key', { request_id: id, label: 'good' })).status).toBe(403);
+    let ok = await rate('alice-key', { request_id: id, label: 'good' });
+    for (let i = 0; i < 20 && ok.status === 404; i++) {
+      await sleep(50); // the record is written when the outcome is known
+      ok = await rate('alice-key', { request_id: id, label: 'good' });
+    }
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.text)).toEqual({ object: 'feedback', request_id: id, accepted: true });
+    expect((await rate('alice-key', { request_id: id, score: 0.1 })).status).toBe(409);
+    expect((await rate('alice-key', { request_id: 'AAAAAAAAAAAAAAAAAAAAAA', score: 1 })).status).toBe(404);
   });
 
   it('answers every request of a route whose config breaks a cross-field rule with 500 AIGW_CONFIG_INVALID naming the field', async () => {
