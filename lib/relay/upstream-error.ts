@@ -54,3 +54,12 @@ export function scrubProviderText(text: string, secret?: string): string {
   out = scrubText(out.replace(MASKED_KEY_ECHO, '[REDACTED]').replace(ORGANIZATION_ID, 'org-[REDACTED]'));
   return out.length > MAX_MESSAGE_CHARS ? `${out.slice(0, MAX_MESSAGE_CHARS)}…` : out;
 }
+
+/** A provider's error body as JSON, or undefined when it is not JSON (an HTML page from a proxy...). */
+export function errorJson(bodyText: string): unknown {
+  try {
+    return JSON.parse(bodyText);
+  } catch {
+    return undefined;
+  }
+}

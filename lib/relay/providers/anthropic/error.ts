@@ -1,5 +1,5 @@
 import type { GatewayError } from '../../../errors';
-import { ProviderError, scrubProviderText } from '../../upstream-error';
+import { errorJson, ProviderError, scrubProviderText } from '../../upstream-error';
 import { isObject } from '../openai/api';
 
 /** Anthropic's error types as OpenAI's; the ones OpenAI shares keep their name. */
@@ -30,12 +30,7 @@ export function parseAnthropicError(
   bodyText: string,
   headers: Record<string, string | string[] | undefined>,
 ): GatewayError {
-  let json: unknown;
-  try {
-    json = JSON.parse(bodyText);
-  } catch {
-    json = undefined;
-  }
+  const json = errorJson(bodyText);
   const error = isObject(json) && isObject(json.error) ? json.error : {};
   const message = typeof error.message === 'string' ? error.message : undefined;
   const anthropicType =

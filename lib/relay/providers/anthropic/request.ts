@@ -2,6 +2,7 @@ import type { Endpoint, Target } from '../../../context/request-context';
 import { GatewayError } from '../../../errors';
 import type { UpstreamRequest } from '../index';
 import { isObject } from '../openai/api';
+import { unsupported } from '../refusal';
 
 /** Anthropic requires `max_tokens`; OpenAI clients often send none. */
 export const DEFAULT_MAX_TOKENS = 4096;
@@ -67,10 +68,7 @@ export function buildAnthropicRequest(
   target: Target,
   opts: { stream: boolean },
 ): UpstreamRequest {
-  const refuse = (feature: string, param?: string): GatewayError => {
-    const message = `${feature} is not supported by target ${target.name} (anthropic)`;
-    return new GatewayError('AIGW_UNSUPPORTED_FEATURE', message, { param });
-  };
+  const refuse = (feature: string, param?: string): GatewayError => unsupported(target, feature, param);
   if (endpoint !== 'chat.completions') throw refuse(`the ${endpoint} endpoint`);
 
   for (const field of Object.keys(body)) {

@@ -1,5 +1,5 @@
 import type { GatewayError } from '../../../errors';
-import { errorTypeForStatus, ProviderError } from '../../upstream-error';
+import { errorJson, errorTypeForStatus, ProviderError } from '../../upstream-error';
 import { isObject } from '../openai/api';
 import { parseOpenAIError } from '../openai/error';
 
@@ -26,12 +26,7 @@ export function parseAzureError(
 ): GatewayError {
   const base = parseOpenAIError(status, bodyText, headers);
   if (!(base instanceof ProviderError)) return base;
-  let json: unknown;
-  try {
-    json = JSON.parse(bodyText);
-  } catch {
-    json = undefined;
-  }
+  const json = errorJson(bodyText);
   const error = isObject(json) && isObject(json.error) ? json.error : {};
   const code = base.providerCode === undefined ? undefined : (CODES[base.providerCode] ?? base.providerCode);
   // Numeric codes other than the mapped ones say no more than the status.

@@ -1,6 +1,7 @@
 import type { Endpoint, Target } from '../../../context/request-context';
 import { GatewayError } from '../../../errors';
 import type { UpstreamRequest } from '../index';
+import { unsupported } from '../refusal';
 
 /** A Converse content block, as the REST JSON wire format has it (blobs in base64). */
 export type ConverseBlock = Record<string, unknown>;
@@ -60,7 +61,7 @@ export function buildBedrockRequest(
   target: Target,
   opts: { stream: boolean },
 ): UpstreamRequest {
-  const refuse = unsupported(target);
+  const refuse: Refuse = (feature, param) => unsupported(target, feature, param);
   if (endpoint !== 'chat.completions') throw refuse(`the ${endpoint} endpoint`, endpoint);
 
   for (const [field, value] of Object.entries(body)) {
@@ -106,15 +107,6 @@ export function buildBedrockRequest(
 }
 
 type Refuse = (feature: string, param: string) => GatewayError;
-
-function unsupported(target: Target): Refuse {
-  return (feature, param) =>
-    new GatewayError(
-      'AIGW_UNSUPPORTED_FEATURE',
-      `${feature} is not supported by target ${target.name} (bedrock)`,
-      { param },
-    );
-}
 
 function badRequest(message: string, param: string): GatewayError {
   return new GatewayError('AIGW_BAD_REQUEST', message, { param });

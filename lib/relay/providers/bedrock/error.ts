@@ -1,5 +1,5 @@
 import type { GatewayError } from '../../../errors';
-import { ProviderError, scrubProviderText } from '../../upstream-error';
+import { errorJson, ProviderError, scrubProviderText } from '../../upstream-error';
 import { isObject } from './api';
 
 /** OpenAI error types of the AWS errors whose status alone says too little. */
@@ -41,12 +41,7 @@ export function parseBedrockError(
   bodyText: string,
   headers: Record<string, string | string[] | undefined>,
 ): GatewayError {
-  let json: unknown;
-  try {
-    json = JSON.parse(bodyText);
-  } catch {
-    json = undefined;
-  }
+  const json = errorJson(bodyText);
   const fields = isObject(json) ? json : {};
   const rawMessage =
     typeof fields.message === 'string'

@@ -2,6 +2,7 @@ import type { Endpoint, Target } from '../../../context/request-context';
 import { GatewayError } from '../../../errors';
 import type { UpstreamRequest } from '../index';
 import { isObject } from '../openai/api';
+import { unsupported } from '../refusal';
 import { badRequest, type Refuse, toConversation } from './messages';
 import { toGeminiSchema } from './schema';
 
@@ -17,14 +18,7 @@ export function buildGeminiRequest(
   target: Target,
   opts: { stream: boolean },
 ): UpstreamRequest {
-  const refuse: Refuse = (feature, param) =>
-    new GatewayError(
-      'AIGW_UNSUPPORTED_FEATURE',
-      `${feature} is not supported by target ${target.name} (gemini)`,
-      {
-        param,
-      },
-    );
+  const refuse: Refuse = (feature, param) => unsupported(target, feature, param);
   const model = modelPath(target.model);
   let method: string;
   let upstream: Record<string, unknown>;

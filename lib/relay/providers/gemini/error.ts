@@ -1,5 +1,5 @@
 import type { GatewayError } from '../../../errors';
-import { ProviderError, scrubProviderText } from '../../upstream-error';
+import { errorJson, ProviderError, scrubProviderText } from '../../upstream-error';
 import { isObject } from '../openai/api';
 
 /** Google's canonical error statuses as OpenAI error types. */
@@ -29,12 +29,7 @@ export function parseGeminiError(
   bodyText: string,
   headers: Record<string, string | string[] | undefined>,
 ): GatewayError {
-  let json: unknown;
-  try {
-    json = JSON.parse(bodyText);
-  } catch {
-    json = undefined;
-  }
+  let json = errorJson(bodyText);
   if (Array.isArray(json)) json = json[0];
   const error = isObject(json) && isObject(json.error) ? json.error : {};
   const message = typeof error.message === 'string' ? error.message : undefined;

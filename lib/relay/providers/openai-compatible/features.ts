@@ -1,15 +1,9 @@
 import type { Target } from '../../../context/request-context';
 import { GatewayError } from '../../../errors';
 import { isObject } from '../openai/api';
+import { unsupported } from '../refusal';
 
-/** A request field the target cannot honour: a 400 naming the feature and the target, never a silent drop. */
-export function unsupported(target: Target, feature: string, param: string): GatewayError {
-  return new GatewayError(
-    'AIGW_UNSUPPORTED_FEATURE',
-    `${feature} is not supported by target ${target.name} (${target.provider})`,
-    { param },
-  );
-}
+export { unsupported } from '../refusal';
 
 /** `n` above 1: several choices. */
 export function refuseSeveralChoices(body: Record<string, unknown>, target: Target): void {

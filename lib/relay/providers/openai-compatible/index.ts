@@ -1,6 +1,6 @@
 import type { Endpoint } from '../../../context/request-context';
 import type { GatewayError } from '../../../errors';
-import { errorTypeForStatus, ProviderError, scrubProviderText } from '../../upstream-error';
+import { errorJson, errorTypeForStatus, ProviderError, scrubProviderText } from '../../upstream-error';
 import type { ProviderAdapter } from '../index';
 import { buildOpenAIRequest } from '../openai/api';
 import { parseOpenAIError } from '../openai/error';
@@ -60,12 +60,7 @@ function compatibleError(
 ): GatewayError {
   const base = parseOpenAIError(status, bodyText, headers);
   if (!(base instanceof ProviderError)) return base;
-  let json: unknown;
-  try {
-    json = JSON.parse(bodyText);
-  } catch {
-    json = undefined;
-  }
+  const json = errorJson(bodyText);
   const ownMessage = profile.errorMessage?.(json);
   const message = ownMessage === undefined ? base.message : scrubProviderText(ownMessage);
   const type = OPENAI_ERROR_TYPES.has(base.type) ? base.type : errorTypeForStatus(status);

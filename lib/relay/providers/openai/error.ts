@@ -1,5 +1,5 @@
 import type { GatewayError } from '../../../errors';
-import { ProviderError, scrubProviderText } from '../../upstream-error';
+import { errorJson, ProviderError, scrubProviderText } from '../../upstream-error';
 import { isObject } from './api';
 
 /**
@@ -15,12 +15,7 @@ export function parseOpenAIError(
   bodyText: string,
   headers: Record<string, string | string[] | undefined>,
 ): GatewayError {
-  let json: unknown;
-  try {
-    json = JSON.parse(bodyText);
-  } catch {
-    json = undefined;
-  }
+  const json = errorJson(bodyText);
   const fields = isObject(json) ? (isObject(json.error) ? json.error : json) : {};
   const rawMessage =
     typeof fields.message === 'string'
