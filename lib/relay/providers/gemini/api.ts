@@ -1,5 +1,4 @@
 import type { Endpoint, Target } from '../../../context/request-context';
-import { GatewayError } from '../../../errors';
 import type { UpstreamRequest } from '../index';
 import { isObject } from '../openai/api';
 import { unsupported } from '../refusal';

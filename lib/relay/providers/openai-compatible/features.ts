@@ -1,5 +1,4 @@
 import type { Target } from '../../../context/request-context';
-import { GatewayError } from '../../../errors';
 import { isObject } from '../openai/api';
 import { unsupported } from '../refusal';
 
