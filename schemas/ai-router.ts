@@ -590,20 +590,25 @@ const Experiment = Type.Object(
   { description: 'An A/B test or gradual rollout of a requested model.' },
 );
 
+/** Who a rule covers: consumers by username or id, Kong tags, ACL groups (any one matches). */
+const whoFields = () => ({
+  consumers: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+    default: [],
+    description: 'Kong consumer usernames or ids the rule applies to.',
+  }),
+  consumer_tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+    default: [],
+    description: 'Consumers with one of these Kong tags.',
+  }),
+  groups: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
+    default: [],
+    description: "Consumer groups (Kong's ACL plugin `x-consumer-groups` header).",
+  }),
+});
+
 const AccessRule = Type.Object(
   {
-    consumers: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
-      default: [],
-      description: 'Kong consumer usernames or ids the rule applies to.',
-    }),
-    consumer_tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
-      default: [],
-      description: 'Consumers with one of these Kong tags.',
-    }),
-    groups: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
-      default: [],
-      description: "Consumer groups (Kong's ACL plugin `x-consumer-groups` header).",
-    }),
+    ...whoFields(),
     models: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
       minItems: 1,
       description:
@@ -615,18 +620,7 @@ const AccessRule = Type.Object(
 
 const RegionRule = Type.Object(
   {
-    consumers: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
-      default: [],
-      description: 'Kong consumer usernames or ids the rule applies to.',
-    }),
-    consumer_tags: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
-      default: [],
-      description: 'Consumers with one of these Kong tags.',
-    }),
-    groups: Type.Array(Type.String({ minLength: 1, maxLength: 128 }), {
-      default: [],
-      description: "Consumer groups (Kong's ACL plugin `x-consumer-groups` header).",
-    }),
+    ...whoFields(),
     regions: Type.Array(Type.String({ minLength: 1, maxLength: 32, pattern: NAME }), {
       minItems: 1,
       description: 'Regions their requests may be served from.',
