@@ -10,6 +10,7 @@ import {
   winProbability,
 } from '../../../plugins/ai-router/bandit';
 import { CLASSES, rng, SHARE_GOAL, simulate } from '../../../scripts/sim-adaptive';
+import { brokenStore } from '../../support/broken-store';
 
 const T0 = Date.parse('2026-12-01T09:00:00Z');
 const quiet = createLogger({ level: 'silent' });
@@ -409,20 +410,6 @@ describe('adaptive routing: shared state', () => {
 });
 
 describe('adaptive routing: a failing store', () => {
-  /** Every call fails: half of them by throwing at once, the others by rejecting. */
-  function brokenStore(): Store {
-    let n = 0;
-    return new Proxy({} as Store, {
-      get(_target, prop) {
-        if (prop === 'kind') return 'redis';
-        return () => {
-          if (n++ % 2 === 0) throw new Error('store down');
-          return Promise.reject(new Error('store down'));
-        };
-      },
-    });
-  }
-
   function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
     const lines: Array<Record<string, unknown>> = [];
     const logger = createLogger({

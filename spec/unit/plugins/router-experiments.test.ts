@@ -14,6 +14,7 @@ import {
   rolloutShare,
 } from '../../../plugins/ai-router/experiments';
 import { type RouterConfig, routerConfig } from '../../../schemas/ai-router';
+import { brokenStore } from '../../support/broken-store';
 import { sharedRedisUrl } from '../../support/redis';
 
 const START = '2026-12-01T09:00:00Z';
@@ -526,20 +527,6 @@ describe('experiments: guard', () => {
 });
 
 describe('experiments: a failing store', () => {
-  /** Every call fails: half of them by throwing at once, the others by rejecting. */
-  function brokenStore(): Store {
-    let n = 0;
-    return new Proxy({} as Store, {
-      get(_target, prop) {
-        if (prop === 'kind') return 'redis';
-        return () => {
-          if (n++ % 2 === 0) throw new Error('store down');
-          return Promise.reject(new Error('store down'));
-        };
-      },
-    });
-  }
-
   it('never breaks assign, record or sync, and warns once', async () => {
     const { logger, lines } = capturingLogger();
     const x = open(

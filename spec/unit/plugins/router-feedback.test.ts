@@ -1,6 +1,7 @@
 import { createLogger } from '../../../lib/log/logger';
 import { createStore, MemoryStore, parseStoreConfig, type Store } from '../../../lib/store';
 import { FeedbackLedger, type FeedbackRecord, newFeedbackId } from '../../../plugins/ai-router/feedback';
+import { brokenStore } from '../../support/broken-store';
 
 const MAX_AGE_S = 3_600;
 
@@ -162,20 +163,6 @@ describe('FeedbackLedger', () => {
 });
 
 describe('FeedbackLedger: a failing store', () => {
-  /** Every call fails: half of them by throwing at once, the others by rejecting. */
-  function brokenStore(): Store {
-    let n = 0;
-    return new Proxy({} as Store, {
-      get(_target, prop) {
-        if (prop === 'kind') return 'redis';
-        return () => {
-          if (n++ % 2 === 0) throw new Error('store down');
-          return Promise.reject(new Error('store down'));
-        };
-      },
-    });
-  }
-
   it('issues ids anyway, counting the lost writes, and answers ratings with 503', async () => {
     const ledger = new FeedbackLedger(brokenStore(), MAX_AGE_S);
     const ids = [ledger.issue(served), ledger.issue(served)];
