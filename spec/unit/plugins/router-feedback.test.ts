@@ -1,5 +1,5 @@
 import { createLogger } from '../../../lib/log/logger';
-import { createStore, MemoryStore, parseStoreConfig, type Store } from '../../../lib/store';
+import { createStore, MemoryStore, parseStoreConfig } from '../../../lib/store';
 import { FeedbackLedger, type FeedbackRecord, newFeedbackId } from '../../../plugins/ai-router/feedback';
 import { brokenStore } from '../../support/broken-store';
 
