@@ -4,28 +4,19 @@
  * (`npx tsc -p .`).
  */
 import OpenAI from 'openai';
-import { startDevGateway } from '../../scripts/dev-gateway';
+import { PNG } from '../support/provider-fixtures';
 import { type AnthropicMock, startAnthropicMock } from '../support/providers';
-import { freePort } from '../support/redis';
+import {
+  failure,
+  type ProviderGateway,
+  startProviderGateway,
+  TIMEOUT_MS,
+  user,
+  weatherTool,
+} from './provider-gateway';
 
 const KEY = 'sk-ant-e2e-key-0123456789abcdef';
 const MODEL = 'claude-sonnet-4-20250514';
-const PNG =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
-
-type APIError = InstanceType<typeof OpenAI.APIError>;
-
-/** The error a request fails with; the test fails if it succeeds. */
-async function failure(request: Promise<unknown>): Promise<APIError> {
-  try {
-    await request;
-  } catch (err) {
-    if (err instanceof OpenAI.APIError) return err;
-    throw err;
-  }
-  throw new Error('the request succeeded');
-}
-const TIMEOUT_MS = 60_000;
 
 interface SentMessages {
   system?: string;
@@ -35,60 +26,25 @@ interface SentMessages {
 
 describe('e2e: Anthropic through the dev gateway', () => {
   let mock: AnthropicMock;
-  let gateway: { url: string; close(): Promise<void> };
+  let gateway: ProviderGateway;
   let client: OpenAI;
   const sent = (i = 0) => mock.requests[i]!.body as SentMessages;
 
   beforeAll(async () => {
     mock = await startAnthropicMock({ apiKey: KEY });
-    const relayPort = await freePort();
-    gateway = await startDevGateway({
-      config: {
-        _format_version: '3.0',
-        services: [
-          {
-            name: 'relay',
-            url: `http://127.0.0.1:${relayPort}`,
-            routes: [
-              {
-                name: 'anthropic',
-                paths: ['/anthropic/v1'],
-                strip_path: false,
-                plugins: [
-                  {
-                    name: 'ai-router',
-                    config: {
-                      targets: [
-                        {
-                          name: 'claude',
-                          provider: 'anthropic',
-                          model: MODEL,
-                          base_url: mock.url,
-                          api_key: KEY,
-                        },
-                      ],
-                    },
-                  },
-                ],
-              },
-            ],
-          },
-        ],
+    gateway = await startProviderGateway([
+      {
+        name: 'anthropic',
+        targets: [{ name: 'claude', provider: 'anthropic', model: MODEL, base_url: mock.url, api_key: KEY }],
       },
-      port: await freePort(),
-      relayPort,
-      mock: false,
-      env: { ...process.env, AIGW_LOG_LEVEL: 'warn' },
-    });
-    client = new OpenAI({ baseURL: `${gateway.url}/anthropic/v1`, apiKey: 'client-key', maxRetries: 0 });
+    ]);
+    client = gateway.client('anthropic');
   }, TIMEOUT_MS);
   afterAll(async () => {
     await gateway?.close();
     await mock?.close();
   }, TIMEOUT_MS);
   beforeEach(() => mock.reset());
-
-  const user = (content: string) => ({ role: 'user' as const, content });
 
   it('answers a chat completion from the Messages API, with the key in x-api-key', async () => {
     const answer = await client.chat.completions.create({ model: 'claude', messages: [user('hello there')] });
@@ -188,21 +144,14 @@ describe('e2e: Anthropic through the dev gateway', () => {
     expect(sent(1)).not.toHaveProperty('stream_options');
   });
 
-  const weatherTool = {
-    type: 'function' as const,
-    function: {
-      name: 'get_weather',
-      description: 'Weather of a city',
-      parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] },
-    },
-  };
+  const WEATHER_TOOL = weatherTool();
 
   it('returns a tool call, then answers with the tool result', async () => {
     const ask = [user('use get_weather for Paris')];
     const first = await client.chat.completions.create({
       model: 'claude',
       messages: ask,
-      tools: [weatherTool],
+      tools: [WEATHER_TOOL],
     });
     const message = first.choices[0]!.message;
     const call = message.tool_calls![0]!;
@@ -216,13 +165,13 @@ describe('e2e: Anthropic through the dev gateway', () => {
       {
         name: 'get_weather',
         description: 'Weather of a city',
-        input_schema: weatherTool.function.parameters,
+        input_schema: WEATHER_TOOL.function.parameters,
       },
     ]);
 
     const second = await client.chat.completions.create({
       model: 'claude',
-      tools: [weatherTool],
+      tools: [WEATHER_TOOL],
       messages: [...ask, message, { role: 'tool', tool_call_id: call.id, content: '{"temperature": 21}' }],
     });
     expect(second.choices[0]!.message.content).toMatch(/mock answer/);
@@ -237,7 +186,7 @@ describe('e2e: Anthropic through the dev gateway', () => {
     const answer = await client.chat.completions.create({
       model: 'claude',
       messages: [user('hi')],
-      tools: [weatherTool],
+      tools: [WEATHER_TOOL],
       tool_choice: { type: 'function', function: { name: 'get_weather' } },
     });
     expect(answer.choices[0]!.message.tool_calls).toHaveLength(1);
@@ -248,7 +197,7 @@ describe('e2e: Anthropic through the dev gateway', () => {
     const stream = await client.chat.completions.create({
       model: 'claude',
       messages: [user('use get_weather please')],
-      tools: [weatherTool],
+      tools: [WEATHER_TOOL],
       stream: true,
     });
     let id = '';

@@ -4,29 +4,21 @@
  * filters). Needs the build (`npx tsc -p .`).
  */
 import OpenAI from 'openai';
-import { startDevGateway } from '../../scripts/dev-gateway';
 import { type ProviderMock, rawRequest, startAzureMock } from '../support/providers';
-import { freePort } from '../support/redis';
+import {
+  failure,
+  type ProviderGateway,
+  startProviderGateway,
+  TIMEOUT_MS,
+  user,
+  weatherTool,
+} from './provider-gateway';
 
 const KEY = 'azure-e2e-key-0123456789abcdef';
 
-type APIError = InstanceType<typeof OpenAI.APIError>;
-
-/** The error a request fails with; the test fails if it succeeds. */
-async function failure(request: Promise<unknown>): Promise<APIError> {
-  try {
-    await request;
-  } catch (err) {
-    if (err instanceof OpenAI.APIError) return err;
-    throw err;
-  }
-  throw new Error('the request succeeded');
-}
-const TIMEOUT_MS = 60_000;
-
 describe('e2e: Azure OpenAI through the dev gateway', () => {
   let mock: ProviderMock;
-  let gateway: { url: string; close(): Promise<void> };
+  let gateway: ProviderGateway;
   let client: OpenAI;
 
   beforeAll(async () => {
@@ -42,51 +34,24 @@ describe('e2e: Azure OpenAI through the dev gateway', () => {
       api_key: KEY,
       ...extra,
     });
-    const relayPort = await freePort();
-    gateway = await startDevGateway({
-      config: {
-        _format_version: '3.0',
-        services: [
-          {
-            name: 'relay',
-            url: `http://127.0.0.1:${relayPort}`,
-            routes: [
-              {
-                name: 'azure',
-                paths: ['/azure/v1'],
-                strip_path: false,
-                plugins: [
-                  {
-                    name: 'ai-router',
-                    config: {
-                      targets: [
-                        target('azure-4o', 'gpt4o-prod'),
-                        target('azure-embed', 'embed-small'),
-                        target('azure-old', 'gpt4o-prod', { api_version: '2024-06-01' }),
-                        target('azure-gone', 'deleted-deployment'),
-                      ],
-                    },
-                  },
-                ],
-              },
-            ],
-          },
+    gateway = await startProviderGateway([
+      {
+        name: 'azure',
+        targets: [
+          target('azure-4o', 'gpt4o-prod'),
+          target('azure-embed', 'embed-small'),
+          target('azure-old', 'gpt4o-prod', { api_version: '2024-06-01' }),
+          target('azure-gone', 'deleted-deployment'),
         ],
       },
-      port: await freePort(),
-      relayPort,
-      mock: false,
-      env: { ...process.env, AIGW_LOG_LEVEL: 'warn' },
-    });
-    client = new OpenAI({ baseURL: `${gateway.url}/azure/v1`, apiKey: 'client-key', maxRetries: 0 });
+    ]);
+    client = gateway.client('azure');
   }, TIMEOUT_MS);
   afterAll(async () => {
     await gateway?.close();
     await mock?.close();
   }, TIMEOUT_MS);
   beforeEach(() => mock.reset());
-
-  const user = (content: string) => ({ role: 'user' as const, content });
 
   it('answers a chat completion through the deployment, with the key in api-key', async () => {
     const answer = await client.chat.completions.create({
@@ -154,21 +119,14 @@ describe('e2e: Azure OpenAI through the dev gateway', () => {
     expect(all.at(-1)!.usage).toMatchObject({ prompt_tokens: 3 });
   });
 
-  const weatherTool = {
-    type: 'function' as const,
-    function: {
-      name: 'get_weather',
-      description: 'Weather of a city',
-      parameters: { type: 'object', properties: { location: { type: 'string' } }, required: ['location'] },
-    },
-  };
+  const WEATHER_TOOL = weatherTool();
 
   it('returns a tool call, then answers with the tool result', async () => {
     const ask = [user('use the tool for Paris')];
     const first = await client.chat.completions.create({
       model: 'azure-4o',
       messages: ask,
-      tools: [weatherTool],
+      tools: [WEATHER_TOOL],
     });
     const call = first.choices[0]!.message.tool_calls![0]!;
     if (call.type !== 'function') throw new Error(`a ${call.type} tool call`);
@@ -179,7 +137,7 @@ describe('e2e: Azure OpenAI through the dev gateway', () => {
 
     const second = await client.chat.completions.create({
       model: 'azure-4o',
-      tools: [weatherTool],
+      tools: [WEATHER_TOOL],
       messages: [
         ...ask,
         first.choices[0]!.message,
@@ -193,7 +151,7 @@ describe('e2e: Azure OpenAI through the dev gateway', () => {
     const stream = await client.chat.completions.create({
       model: 'azure-4o',
       messages: [user('use the tool please')],
-      tools: [weatherTool],
+      tools: [WEATHER_TOOL],
       stream: true,
     });
     let name = '';

@@ -4,9 +4,17 @@
  * verifies every signature. Needs the build (`npx tsc -p .`).
  */
 import OpenAI from 'openai';
-import { startDevGateway } from '../../scripts/dev-gateway';
+import { PNG } from '../support/provider-fixtures';
 import { type BedrockMock, startBedrockMock } from '../support/providers';
-import { freePort } from '../support/redis';
+import {
+  failure,
+  messageOf,
+  type ProviderGateway,
+  startProviderGateway,
+  TIMEOUT_MS,
+  user,
+  weatherTool,
+} from './provider-gateway';
 
 const CREDENTIALS = {
   accessKeyId: 'AKIAE2EBEDROCK000001',
@@ -14,33 +22,11 @@ const CREDENTIALS = {
 };
 const REGION = 'us-east-1';
 const MODEL = 'anthropic.claude-3-5-sonnet-20240620-v1:0';
-const PNG =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
-const WEATHER_TOOL = {
-  type: 'function' as const,
-  function: {
-    name: 'get_weather',
-    description: 'Weather of a city',
-    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
-  },
-};
-const TIMEOUT_MS = 60_000;
-
-type APIError = InstanceType<typeof OpenAI.APIError>;
-
-/** The error a request fails with; the test fails if it succeeds. */
-async function failure(request: Promise<unknown>): Promise<APIError> {
-  try {
-    await request;
-  } catch (err) {
-    if (err instanceof OpenAI.APIError) return err;
-    throw err;
-  }
-  throw new Error('the request succeeded');
-}
-
-/** The gateway's error message, as the body says it (the client's `message` adds the status). */
-const messageOf = (err: APIError) => (err.error as { message?: string }).message;
+const WEATHER_TOOL = weatherTool({
+  type: 'object',
+  properties: { city: { type: 'string' } },
+  required: ['city'],
+});
 
 interface SentConverse {
   system?: { text: string }[];
@@ -51,62 +37,35 @@ interface SentConverse {
 
 describe('e2e: AWS Bedrock through the dev gateway', () => {
   let mock: BedrockMock;
-  let gateway: { url: string; close(): Promise<void> };
+  let gateway: ProviderGateway;
   let client: OpenAI;
   const sent = (i = 0) => mock.requests[i]!.body as SentConverse;
 
   beforeAll(async () => {
     mock = await startBedrockMock({ credentials: CREDENTIALS, region: REGION });
-    const relayPort = await freePort();
     const route = (name: string, secret: string) => ({
       name,
-      paths: [`/${name}/v1`],
-      strip_path: false,
-      plugins: [
+      targets: [
         {
-          name: 'ai-router',
-          config: {
-            targets: [
-              {
-                name: 'claude-bedrock',
-                provider: 'bedrock',
-                model: MODEL,
-                base_url: mock.url,
-                aws: { region: REGION, access_key_id: CREDENTIALS.accessKeyId, secret_access_key: secret },
-              },
-            ],
-          },
+          name: 'claude-bedrock',
+          provider: 'bedrock',
+          model: MODEL,
+          base_url: mock.url,
+          aws: { region: REGION, access_key_id: CREDENTIALS.accessKeyId, secret_access_key: secret },
         },
       ],
     });
-    gateway = await startDevGateway({
-      config: {
-        _format_version: '3.0',
-        services: [
-          {
-            name: 'relay',
-            url: `http://127.0.0.1:${relayPort}`,
-            routes: [
-              route('bedrock', CREDENTIALS.secretAccessKey),
-              route('bedrock-wrong-key', 'wrongSecretAccessKey/0123456789abcdefghijk'),
-            ],
-          },
-        ],
-      },
-      port: await freePort(),
-      relayPort,
-      mock: false,
-      env: { ...process.env, AIGW_LOG_LEVEL: 'warn' },
-    });
-    client = new OpenAI({ baseURL: `${gateway.url}/bedrock/v1`, apiKey: 'client-key', maxRetries: 0 });
+    gateway = await startProviderGateway([
+      route('bedrock', CREDENTIALS.secretAccessKey),
+      route('bedrock-wrong-key', 'wrongSecretAccessKey/0123456789abcdefghijk'),
+    ]);
+    client = gateway.client('bedrock');
   }, TIMEOUT_MS);
   afterAll(async () => {
     await gateway?.close();
     await mock?.close();
   }, TIMEOUT_MS);
   beforeEach(() => mock.reset());
-
-  const user = (content: string) => ({ role: 'user' as const, content });
 
   it('answers a chat completion from Converse, with a signed request and never the client key', async () => {
     const answer = await client.chat.completions.create({
@@ -358,7 +317,7 @@ describe('e2e: AWS Bedrock through the dev gateway', () => {
   });
 
   it('answers a wrong secret key with 403 InvalidSignatureException, the key never shown', async () => {
-    const wrong = new OpenAI({ baseURL: `${gateway.url}/bedrock-wrong-key/v1`, apiKey: 'x', maxRetries: 0 });
+    const wrong = gateway.client('bedrock-wrong-key');
     const denied = await failure(
       wrong.chat.completions.create({ model: 'claude-bedrock', messages: [user('hi')] }),
     );

@@ -3,60 +3,44 @@
  * suite server → relay → Gemini adapter) → the Gemini API mock. Needs the build
  * (`npx tsc -p .`).
  */
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
-import { startDevGateway } from '../../scripts/dev-gateway';
+import { PNG } from '../support/provider-fixtures';
 import { type ProviderMock, startGeminiMock } from '../support/providers';
-import { freePort } from '../support/redis';
+import {
+  failure,
+  messageOf,
+  type ProviderGateway,
+  startProviderGateway,
+  TIMEOUT_MS,
+  user,
+  weatherTool,
+} from './provider-gateway';
 
 const KEY = 'AIzaSyE2eGeminiKey0123456789abcdefghijkl';
 const MODEL = 'gemini-2.0-flash';
-const PNG =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
-const TIMEOUT_MS = 60_000;
-
-type APIError = InstanceType<typeof OpenAI.APIError>;
-
-/** The error a request fails with; the test fails if it succeeds. */
-async function failure(request: Promise<unknown>): Promise<APIError> {
-  try {
-    await request;
-  } catch (err) {
-    if (err instanceof OpenAI.APIError) return err;
-    throw err;
-  }
-  throw new Error('the request succeeded');
-}
-
-/** The error's message as the gateway wrote it (the client's `message` adds the status). */
-const messageOf = (err: APIError) => (err.error as { message?: string }).message;
 
 // biome-ignore lint/suspicious/noExplicitAny: the recorded Gemini request is read field by field
 type Any = any;
 
-const WEATHER_TOOL = {
-  type: 'function' as const,
-  function: {
-    name: 'get_weather',
-    description: 'Current weather in a city',
-    parameters: {
-      type: 'object',
-      properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
-      required: ['city'],
-      additionalProperties: false,
-    },
+const WEATHER_TOOL = weatherTool(
+  {
+    type: 'object',
+    properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
+    required: ['city'],
+    additionalProperties: false,
   },
-};
+  'Current weather in a city',
+);
 
 describe('e2e: Gemini through the dev gateway', () => {
   let mock: ProviderMock;
-  let gateway: { url: string; close(): Promise<void> };
+  let gateway: ProviderGateway;
   let client: OpenAI;
   const sent = (i = 0): Any => mock.requests[i]!.body;
 
   beforeAll(async () => {
     mock = await startGeminiMock({ apiKey: KEY });
-    const relayPort = await freePort();
     const target = (name: string, model: string, apiKey = KEY) => ({
       name,
       provider: 'gemini',
@@ -64,49 +48,23 @@ describe('e2e: Gemini through the dev gateway', () => {
       base_url: mock.url,
       api_key: apiKey,
     });
-    gateway = await startDevGateway({
-      config: {
-        _format_version: '3.0',
-        services: [
-          {
-            name: 'relay',
-            url: `http://127.0.0.1:${relayPort}`,
-            routes: [
-              {
-                name: 'gemini',
-                paths: ['/gemini/v1'],
-                strip_path: false,
-                plugins: [
-                  {
-                    name: 'ai-router',
-                    config: {
-                      targets: [
-                        target('gem', MODEL),
-                        target('gem-embed', 'text-embedding-004'),
-                        target('gem-badkey', MODEL, 'AIzaSyWrongKey000000000000000000000000'),
-                      ],
-                    },
-                  },
-                ],
-              },
-            ],
-          },
+    gateway = await startProviderGateway([
+      {
+        name: 'gemini',
+        targets: [
+          target('gem', MODEL),
+          target('gem-embed', 'text-embedding-004'),
+          target('gem-badkey', MODEL, 'AIzaSyWrongKey000000000000000000000000'),
         ],
       },
-      port: await freePort(),
-      relayPort,
-      mock: false,
-      env: { ...process.env, AIGW_LOG_LEVEL: 'warn' },
-    });
-    client = new OpenAI({ baseURL: `${gateway.url}/gemini/v1`, apiKey: 'client-key', maxRetries: 0 });
+    ]);
+    client = gateway.client('gemini');
   }, TIMEOUT_MS);
   afterAll(async () => {
     await gateway?.close();
     await mock?.close();
   }, TIMEOUT_MS);
   beforeEach(() => mock.reset());
-
-  const user = (content: string) => ({ role: 'user' as const, content });
 
   it('answers a chat completion from generateContent, with the key in x-goog-api-key only', async () => {
     const answer = await client.chat.completions.create({ model: 'gem', messages: [user('hello there')] });

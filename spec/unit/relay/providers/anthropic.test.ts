@@ -1,32 +1,27 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Target } from '../../../../lib/context';
 import { GatewayError } from '../../../../lib/errors';
 import { parseSse } from '../../../../lib/llm/sse';
 import { adapterFor, type StreamStep } from '../../../../lib/relay/providers';
 import { anthropicAdapter } from '../../../../lib/relay/providers/anthropic';
 import { ProviderError } from '../../../../lib/relay/upstream-error';
+import { adapterTarget, PNG, providerFixtures, refusal } from '../../../support/provider-fixtures';
 
-const FIXTURES = join(__dirname, '../../../fixtures/providers/anthropic');
-const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
-const fixtureJson = (name: string): unknown => JSON.parse(fixture(name));
+const { fixture, fixtureJson } = providerFixtures('anthropic');
 
 const KEY = 'sk-ant-api03-RelayUnitTestKey0123456789abcd';
-const PNG =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
 
 function target(overrides: Partial<Target> = {}): Target {
-  return {
-    name: 'claude',
-    provider: 'anthropic',
-    model: 'claude-sonnet-4-20250514',
-    base_url: 'https://api.anthropic.com/v1',
-    api_key: KEY,
-    api_version: '2023-06-01',
-    headers: {},
-    timeouts: { connect_ms: 1000, first_byte_ms: 1000, idle_ms: 1000, total_ms: 5000 },
-    ...overrides,
-  };
+  return adapterTarget(
+    {
+      name: 'claude',
+      provider: 'anthropic',
+      model: 'claude-sonnet-4-20250514',
+      base_url: 'https://api.anthropic.com/v1',
+      api_key: KEY,
+      api_version: '2023-06-01',
+    },
+    overrides,
+  );
 }
 
 const chat = (body: Record<string, unknown>, opts = { stream: false }, t = target()) =>
@@ -35,15 +30,7 @@ const sent = (body: Record<string, unknown>, opts = { stream: false }) =>
   JSON.parse(chat(body, opts).body) as Record<string, unknown>;
 const hello = { model: 'claude', messages: [{ role: 'user', content: 'Hello' }] };
 
-function refusal(body: Record<string, unknown>): GatewayError {
-  try {
-    chat(body);
-  } catch (err) {
-    if (err instanceof GatewayError) return err;
-    throw err;
-  }
-  throw new Error('the request was not refused');
-}
+const chatRefusal = (body: Record<string, unknown>) => refusal(() => chat(body));
 
 describe('anthropic adapter: registry and endpoints', () => {
   it('is the adapter for provider anthropic and serves chat only', () => {
@@ -305,7 +292,7 @@ describe('anthropic adapter: buildRequest', () => {
     ['functions', { functions: [{ name: 'f' }] }, 'functions'],
     ['response_format json_mode', { response_format: { type: 'json_mode' } }, 'response_format'],
   ])('refuses %s with 400 naming the feature and the target', (feature, extra, param) => {
-    const err = refusal({ ...hello, ...extra });
+    const err = chatRefusal({ ...hello, ...extra });
     expect(err.code).toBe('AIGW_UNSUPPORTED_FEATURE');
     expect(err.status).toBe(400);
     expect(err.message).toBe(`${feature} is not supported by target claude (anthropic)`);
@@ -313,18 +300,18 @@ describe('anthropic adapter: buildRequest', () => {
   });
 
   it('refuses audio and file parts', () => {
-    const audio = refusal({
+    const audio = chatRefusal({
       messages: [
         { role: 'user', content: [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }] },
       ],
     });
     expect(audio.message).toBe('audio input is not supported by target claude (anthropic)');
     expect(audio.param).toBe('messages[0].content[0]');
-    const file = refusal({
+    const file = chatRefusal({
       messages: [{ role: 'user', content: [{ type: 'file', file: { file_id: 'f' } }] }],
     });
     expect(file.message).toBe('file input is not supported by target claude (anthropic)');
-    const system = refusal({
+    const system = chatRefusal({
       messages: [
         { role: 'system', content: [{ type: 'image_url', image_url: { url: 'https://x.test/a.png' } }] },
       ],
@@ -335,13 +322,13 @@ describe('anthropic adapter: buildRequest', () => {
   });
 
   it('refuses image types Anthropic cannot read, without echoing the data', () => {
-    const err = refusal({
+    const err = chatRefusal({
       messages: [
         { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/bmp;base64,Qk0=' } }] },
       ],
     });
     expect(err.message).toBe('image type image/bmp is not supported by target claude (anthropic)');
-    const odd = refusal({
+    const odd = chatRefusal({
       messages: [
         { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:<b>sk-x;base64,AA' } }] },
       ],
@@ -350,7 +337,7 @@ describe('anthropic adapter: buildRequest', () => {
   });
 
   it('does not echo an unknown field name that is not a plain name', () => {
-    const err = refusal({ ...hello, 'sk-ant-secret-<b>': 1 });
+    const err = chatRefusal({ ...hello, 'sk-ant-secret-<b>': 1 });
     expect(err.code).toBe('AIGW_UNSUPPORTED_FEATURE');
     expect(err.message).not.toContain('secret');
   });
@@ -380,7 +367,7 @@ describe('anthropic adapter: buildRequest', () => {
       'messages[0].content[0].image_url.url',
     ],
   ])('answers 400 AIGW_BAD_REQUEST for %s', (_name, messages, param) => {
-    const err = refusal({ messages });
+    const err = chatRefusal({ messages });
     expect(err.code).toBe('AIGW_BAD_REQUEST');
     expect(err.param).toBe(param);
   });

@@ -1,30 +1,27 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Target } from '../../../../lib/context';
 import { GatewayError } from '../../../../lib/errors';
 import { parseSse } from '../../../../lib/llm/sse';
 import { adapterFor, type StreamStep } from '../../../../lib/relay/providers';
 import { azureAdapter } from '../../../../lib/relay/providers/azure';
 import { ProviderError } from '../../../../lib/relay/upstream-error';
+import { adapterTarget, providerFixtures } from '../../../support/provider-fixtures';
 
-const FIXTURES = join(__dirname, '../../../fixtures/providers/azure');
-const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
-const fixtureJson = (name: string): unknown => JSON.parse(fixture(name));
+const { fixture, fixtureJson } = providerFixtures('azure');
 
 const KEY = '0123456789abcdef0123456789abcdef';
 
 function target(overrides: Partial<Target> = {}): Target {
-  return {
-    name: 'azure-4o',
-    provider: 'azure',
-    model: 'gpt4o-prod',
-    base_url: 'https://contoso.openai.azure.com',
-    api_key: KEY,
-    api_version: '2024-10-21',
-    headers: {},
-    timeouts: { connect_ms: 1000, first_byte_ms: 1000, idle_ms: 1000, total_ms: 5000 },
-    ...overrides,
-  };
+  return adapterTarget(
+    {
+      name: 'azure-4o',
+      provider: 'azure',
+      model: 'gpt4o-prod',
+      base_url: 'https://contoso.openai.azure.com',
+      api_key: KEY,
+      api_version: '2024-10-21',
+    },
+    overrides,
+  );
 }
 
 const chatBody = { model: 'fast', messages: [{ role: 'user', content: 'Hello' }] };

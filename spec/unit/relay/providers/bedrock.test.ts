@@ -1,20 +1,16 @@
 import { createHash, createHmac } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { EventStreamCodec, type MessageHeaders } from '@smithy/eventstream-codec';
 import { fromUtf8, toUtf8 } from '@smithy/util-utf8';
 import type { Target } from '../../../../lib/context';
-import { GatewayError } from '../../../../lib/errors';
 import { parseSse, type SseEvent } from '../../../../lib/llm/sse';
 import { adapterFor, type StreamStep } from '../../../../lib/relay/providers';
 import { bedrockAdapter } from '../../../../lib/relay/providers/bedrock';
 import { AwsEventStreamDecoder } from '../../../../lib/relay/providers/bedrock/decoder';
 import { signBedrockRequest } from '../../../../lib/relay/providers/bedrock/sign';
 import { ProviderError } from '../../../../lib/relay/upstream-error';
+import { adapterTarget, PNG, providerFixtures, refusal } from '../../../support/provider-fixtures';
 
-const FIXTURES = join(__dirname, '../../../fixtures/providers/bedrock');
-const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
-const fixtureJson = (name: string): Json => JSON.parse(fixture(name));
+const { fixture, fixtureJson } = providerFixtures<Json>('bedrock');
 const codec = new EventStreamCodec(toUtf8, fromUtf8);
 
 /** Parsed JSON as the tests read it: a wrong path fails the assertion that reads it. */
@@ -23,36 +19,24 @@ type Json = any;
 
 const SECRET = 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY';
 const SESSION = 'IQoJb3JpZ2luX2VjEXAMPLEsessionTokenForUnitTests0123456789+/==';
-const PNG =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
 
 function target(overrides: Partial<Target> = {}): Target {
-  return {
-    name: 'claude-bedrock',
-    provider: 'bedrock',
-    model: 'anthropic.claude-3-haiku-20240307-v1:0',
-    base_url: 'https://bedrock-runtime.us-east-1.amazonaws.com',
-    aws: { region: 'us-east-1', access_key_id: 'AKIAIOSFODNN7EXAMPLE', secret_access_key: SECRET },
-    headers: {},
-    timeouts: { connect_ms: 1000, first_byte_ms: 1000, idle_ms: 1000, total_ms: 5000 },
-    ...overrides,
-  };
+  return adapterTarget(
+    {
+      name: 'claude-bedrock',
+      provider: 'bedrock',
+      model: 'anthropic.claude-3-haiku-20240307-v1:0',
+      base_url: 'https://bedrock-runtime.us-east-1.amazonaws.com',
+      aws: { region: 'us-east-1', access_key_id: 'AKIAIOSFODNN7EXAMPLE', secret_access_key: SECRET },
+    },
+    overrides,
+  );
 }
 
 const hello = { model: 'claude', messages: [{ role: 'user', content: 'Hello' }] };
 const build = (body: Record<string, unknown>, opts = { stream: false }, t = target()) =>
   bedrockAdapter.buildRequest('chat.completions', body, t, opts);
 const sent = (body: Record<string, unknown>) => JSON.parse(build(body).body) as Record<string, Json>;
-
-function refusal(fn: () => unknown): GatewayError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof GatewayError) return err;
-    throw err;
-  }
-  throw new Error('the request was not refused');
-}
 
 /** Event stream bytes of events given as `{headers, payload}` (the fixtures' form). */
 function encode(events: { headers: Record<string, string>; payload: unknown }[]): Buffer {

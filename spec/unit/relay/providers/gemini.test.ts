@@ -1,31 +1,25 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Target } from '../../../../lib/context';
-import { GatewayError } from '../../../../lib/errors';
 import { parseSse } from '../../../../lib/llm/sse';
 import { adapterFor, type StreamStep } from '../../../../lib/relay/providers';
 import { geminiAdapter } from '../../../../lib/relay/providers/gemini';
 import { ProviderError } from '../../../../lib/relay/upstream-error';
+import { adapterTarget, PNG, providerFixtures, refusal } from '../../../support/provider-fixtures';
 
-const FIXTURES = join(__dirname, '../../../fixtures/providers/gemini');
-const fixture = (name: string) => readFileSync(join(FIXTURES, name), 'utf8');
-const fixtureJson = (name: string): unknown => JSON.parse(fixture(name));
+const { fixture, fixtureJson } = providerFixtures('gemini');
 
 const KEY = 'AIzaSyRelayUnitTestKey0123456789abcdefgh';
-const PNG =
-  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==';
 
 function target(overrides: Partial<Target> = {}): Target {
-  return {
-    name: 'gem',
-    provider: 'gemini',
-    model: 'gemini-2.0-flash',
-    base_url: 'https://generativelanguage.googleapis.com/v1beta',
-    api_key: KEY,
-    headers: {},
-    timeouts: { connect_ms: 1000, first_byte_ms: 1000, idle_ms: 1000, total_ms: 5000 },
-    ...overrides,
-  };
+  return adapterTarget(
+    {
+      name: 'gem',
+      provider: 'gemini',
+      model: 'gemini-2.0-flash',
+      base_url: 'https://generativelanguage.googleapis.com/v1beta',
+      api_key: KEY,
+    },
+    overrides,
+  );
 }
 
 type Json = Record<string, unknown>;
@@ -37,15 +31,6 @@ const sent = (body: Json, opts = { stream: false }): any => JSON.parse(chat(body
 const deep = (value: unknown): any => value;
 const hello = { model: 'gem', messages: [{ role: 'user', content: 'Hello' }] };
 
-function refusal(fn: () => unknown): GatewayError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof GatewayError) return err;
-    throw err;
-  }
-  throw new Error('the request was not refused');
-}
 const chatRefusal = (body: Json, opts = { stream: false }) => refusal(() => chat(body, opts));
 
 describe('gemini adapter: registry and endpoints', () => {

@@ -1,7 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Endpoint, ProviderKind, Target } from '../../../../lib/context';
-import { GatewayError } from '../../../../lib/errors';
 import { parseSse } from '../../../../lib/llm/sse';
 import {
   adapterFor,
@@ -18,21 +15,19 @@ import {
   vllmAdapter,
 } from '../../../../lib/relay/providers/openai-compatible';
 import type { ProviderError } from '../../../../lib/relay/upstream-error';
-
-const fixture = (provider: string, name: string) =>
-  readFileSync(join(__dirname, '../../../fixtures/providers', provider, name), 'utf8');
+import { adapterTarget, providerFixture as fixture, refusal } from '../../../support/provider-fixtures';
 
 function target(provider: ProviderKind, overrides: Partial<Target> = {}): Target {
-  return {
-    name: `${provider}-main`,
-    provider,
-    model: 'some-model',
-    base_url: defaultBaseUrl(provider)!,
-    api_key: 'compat-test-key-0123456789',
-    headers: {},
-    timeouts: { connect_ms: 1000, first_byte_ms: 1000, idle_ms: 1000, total_ms: 5000 },
-    ...overrides,
-  };
+  return adapterTarget(
+    {
+      name: `${provider}-main`,
+      provider,
+      model: 'some-model',
+      base_url: defaultBaseUrl(provider)!,
+      api_key: 'compat-test-key-0123456789',
+    },
+    overrides,
+  );
 }
 
 const chat = { model: 'alias', messages: [{ role: 'user', content: 'Hello' }] };
@@ -48,19 +43,8 @@ function sent(
   return { req, body: JSON.parse(req.body) as Record<string, unknown> };
 }
 
-function refusal(
-  adapter: ProviderAdapter,
-  provider: ProviderKind,
-  body: Record<string, unknown>,
-): GatewayError {
-  try {
-    adapter.buildRequest('chat.completions', body, target(provider), { stream: false });
-  } catch (err) {
-    if (err instanceof GatewayError) return err;
-    throw err;
-  }
-  throw new Error('the request was not refused');
-}
+const adapterRefusal = (adapter: ProviderAdapter, provider: ProviderKind, body: Record<string, unknown>) =>
+  refusal(() => adapter.buildRequest('chat.completions', body, target(provider), { stream: false }));
 
 function translate(adapter: ProviderAdapter, sse: string, clientWantsUsage: boolean): StreamStep[] {
   const translator = adapter.streamTranslator('chat.completions', { clientWantsUsage });
@@ -141,18 +125,20 @@ describe('mistral', () => {
   });
 
   it('refuses logprobs, logit_bias and audio with 400 naming the feature and the target', () => {
-    const err = refusal(mistralAdapter, 'mistral', { ...chat, logprobs: true });
+    const err = adapterRefusal(mistralAdapter, 'mistral', { ...chat, logprobs: true });
     expect(err.code).toBe('AIGW_UNSUPPORTED_FEATURE');
     expect(err.status).toBe(400);
     expect(err.message).toBe('logprobs is not supported by target mistral-main (mistral)');
     expect(err.param).toBe('logprobs');
-    expect(refusal(mistralAdapter, 'mistral', { ...chat, top_logprobs: 2 }).param).toBe('top_logprobs');
-    expect(refusal(mistralAdapter, 'mistral', { ...chat, logit_bias: { '50256': -100 } }).param).toBe(
+    expect(adapterRefusal(mistralAdapter, 'mistral', { ...chat, top_logprobs: 2 }).param).toBe(
+      'top_logprobs',
+    );
+    expect(adapterRefusal(mistralAdapter, 'mistral', { ...chat, logit_bias: { '50256': -100 } }).param).toBe(
       'logit_bias',
     );
-    expect(refusal(mistralAdapter, 'mistral', { ...chat, modalities: ['text', 'audio'] }).message).toMatch(
-      /^audio output is not supported by target mistral-main/,
-    );
+    expect(
+      adapterRefusal(mistralAdapter, 'mistral', { ...chat, modalities: ['text', 'audio'] }).message,
+    ).toMatch(/^audio output is not supported by target mistral-main/);
     // Harmless forms are not refused.
     expect(() => sent(mistralAdapter, 'mistral', { ...chat, logprobs: false, logit_bias: {} })).not.toThrow();
   });
@@ -253,13 +239,13 @@ describe('mistral', () => {
 
 describe('groq', () => {
   it('refuses n > 1, logprobs, logit_bias and messages[].name', () => {
-    expect(refusal(groqAdapter, 'groq', { ...chat, n: 2 }).message).toBe(
+    expect(adapterRefusal(groqAdapter, 'groq', { ...chat, n: 2 }).message).toBe(
       'n > 1 (several choices) is not supported by target groq-main (groq)',
     );
-    expect(refusal(groqAdapter, 'groq', { ...chat, logprobs: true }).param).toBe('logprobs');
-    expect(refusal(groqAdapter, 'groq', { ...chat, logit_bias: { '1': 5 } }).param).toBe('logit_bias');
+    expect(adapterRefusal(groqAdapter, 'groq', { ...chat, logprobs: true }).param).toBe('logprobs');
+    expect(adapterRefusal(groqAdapter, 'groq', { ...chat, logit_bias: { '1': 5 } }).param).toBe('logit_bias');
     const named = { model: 'x', messages: [{ role: 'user', name: 'ann', content: 'hi' }] };
-    expect(refusal(groqAdapter, 'groq', named).message).toBe(
+    expect(adapterRefusal(groqAdapter, 'groq', named).message).toBe(
       'messages[].name is not supported by target groq-main (groq)',
     );
     expect(() => sent(groqAdapter, 'groq', { ...chat, n: 1 })).not.toThrow();
@@ -343,7 +329,7 @@ describe('deepseek', () => {
   });
 
   it('refuses n > 1 and images, and sends max_completion_tokens as max_tokens', () => {
-    expect(refusal(deepseekAdapter, 'deepseek', { ...chat, n: 3 }).param).toBe('n');
+    expect(adapterRefusal(deepseekAdapter, 'deepseek', { ...chat, n: 3 }).param).toBe('n');
     const vision = {
       model: 'x',
       messages: [
@@ -356,7 +342,7 @@ describe('deepseek', () => {
         },
       ],
     };
-    expect(refusal(deepseekAdapter, 'deepseek', vision).message).toBe(
+    expect(adapterRefusal(deepseekAdapter, 'deepseek', vision).message).toBe(
       'image input is not supported by target deepseek-main (deepseek)',
     );
     expect(sent(deepseekAdapter, 'deepseek', { ...chat, max_completion_tokens: 9 }).body).toEqual({
@@ -402,8 +388,8 @@ describe('ollama', () => {
   });
 
   it('refuses n > 1 and logit_bias, which it would ignore', () => {
-    expect(refusal(ollamaAdapter, 'ollama', { ...chat, n: 2 }).param).toBe('n');
-    expect(refusal(ollamaAdapter, 'ollama', { ...chat, logit_bias: { '5': 1 } }).message).toBe(
+    expect(adapterRefusal(ollamaAdapter, 'ollama', { ...chat, n: 2 }).param).toBe('n');
+    expect(adapterRefusal(ollamaAdapter, 'ollama', { ...chat, logit_bias: { '5': 1 } }).message).toBe(
       'logit_bias is not supported by target ollama-main (ollama)',
     );
   });
