@@ -134,11 +134,18 @@ export function chooseArm(config: ExperimentConfig, userKey: string | undefined,
 }
 
 /**
- * Whether an arm does worse than the control: both have `min_requests`, and the arm's error
+ * Whether an arm does worse than the control: with `min_requests` on both sides, its error
  * rate exceeds the control's by more than `max_error_rate_increase`, or its mean latency (of
- * successful requests) exceeds the control's times `max_latency_ratio`.
+ * successful requests) exceeds the control's times `max_latency_ratio`; with `min_requests`
+ * quality scores on both sides, its mean quality is below the control's by more than
+ * `max_quality_drop`.
  */
 export function judge(guard: GuardConfig, arm: string, stats: ArmStats, control: ArmStats): Halt | undefined {
+  return judgeService(guard, arm, stats, control) ?? judgeQuality(guard, arm, stats, control);
+}
+
+/** Errors and latency, once both sides have `min_requests`. */
+function judgeService(guard: GuardConfig, arm: string, stats: ArmStats, control: ArmStats): Halt | undefined {
   if (stats.requests < guard.min_requests || control.requests < guard.min_requests) return undefined;
   const errorRate = stats.errors / stats.requests;
   const controlErrorRate = control.errors / control.requests;
@@ -154,12 +161,16 @@ export function judge(guard: GuardConfig, arm: string, stats: ArmStats, control:
       return { reason: 'latency', arm, value: latency, control: controlLatency };
     }
   }
-  if (stats.rated >= guard.min_requests && control.rated >= guard.min_requests) {
-    const quality = stats.qualityMilli / 1000 / stats.rated;
-    const controlQuality = control.qualityMilli / 1000 / control.rated;
-    if (controlQuality - quality > guard.max_quality_drop) {
-      return { reason: 'quality', arm, value: quality, control: controlQuality };
-    }
+  return undefined;
+}
+
+/** Mean quality (checks, feedback, judge), once both sides have `min_requests` scores. */
+function judgeQuality(guard: GuardConfig, arm: string, stats: ArmStats, control: ArmStats): Halt | undefined {
+  if (stats.rated < guard.min_requests || control.rated < guard.min_requests) return undefined;
+  const quality = stats.qualityMilli / 1000 / stats.rated;
+  const controlQuality = control.qualityMilli / 1000 / control.rated;
+  if (controlQuality - quality > guard.max_quality_drop) {
+    return { reason: 'quality', arm, value: quality, control: controlQuality };
   }
   return undefined;
 }
@@ -256,13 +267,8 @@ export class Experiments {
   /** Counts a finished request for the guard (in memory; flushed in the background). */
   record(a: Assignment, outcome: Outcome): void {
     if (a.halted) return;
-    const e = this.byName.get(a.experiment);
-    if (!e?.config.guard || e.halt || !e.arms.has(a.arm)) return;
-    let counts = e.pending.get(a.arm);
-    if (!counts) {
-      counts = { requests: 0, errors: 0, latencyMs: 0, rated: 0, qualityMilli: 0 };
-      e.pending.set(a.arm, counts);
-    }
+    const counts = this.countsOf(a.experiment, a.arm);
+    if (!counts) return;
     counts.requests++;
     if (outcome.error) counts.errors++;
     else counts.latencyMs += wholeMs(outcome.latencyMs);
@@ -271,6 +277,27 @@ export class Experiments {
       counts.rated++;
       counts.qualityMilli += Math.round(quality * 1000);
     }
+  }
+
+  /** A later quality signal (client feedback, the judge) for an answer an arm served. */
+  recordQuality(served: { name: string; arm: string }, quality: number): void {
+    if (!(quality >= 0 && quality <= 1)) return;
+    const counts = this.countsOf(served.name, served.arm);
+    if (!counts) return;
+    counts.rated++;
+    counts.qualityMilli += Math.round(quality * 1000);
+  }
+
+  /** This node's unflushed counts of an arm; undefined when its experiment is not guarded or halted. */
+  private countsOf(experiment: string, arm: string): ArmStats | undefined {
+    const e = this.byName.get(experiment);
+    if (!e?.config.guard || e.halt || !e.arms.has(arm)) return undefined;
+    let counts = e.pending.get(arm);
+    if (!counts) {
+      counts = { requests: 0, errors: 0, latencyMs: 0, rated: 0, qualityMilli: 0 };
+      e.pending.set(arm, counts);
+    }
+    return counts;
   }
 
   /** The halt of an experiment, if any, as this node knows it. */

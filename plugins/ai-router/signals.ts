@@ -123,6 +123,7 @@ export class QualitySignals {
     if (!result.ok) throw result.error;
     const { record, quality } = result;
     this.metrics?.feedback.observe(labelsOf(record.target, record.task, record.experiment), quality);
+    if (record.experiment) this.experiments?.recordQuality(record.experiment, quality);
     const pool = this.pools.get(record.pool);
     if (pool?.strategy === 'adaptive') {
       this.adaptive?.recordQuality(pool, record.task ?? ANY_TASK, record.target, quality);
@@ -173,6 +174,7 @@ export class QualitySignals {
         this.countJudge(before);
         if (score === undefined) return;
         this.metrics?.judged.observe(labels, score);
+        if (route.experiment) this.experiments?.recordQuality(route.experiment, score);
         if (pool?.strategy === 'adaptive')
           this.adaptive?.recordQuality(pool, task ?? ANY_TASK, outcome.target, score);
       });

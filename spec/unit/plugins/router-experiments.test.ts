@@ -381,6 +381,19 @@ describe('experiments: guard', () => {
     expect(x.haltOf('exp')).toMatchObject({ reason: 'quality', arm: 'candidate', value: 0.5, control: 0.9 });
   });
 
+  it('counts later quality signals (feedback, judge) towards the quality guard', async () => {
+    const x = open(guarded(), memoryStore());
+    for (let i = 0; i < 60; i++) {
+      x.recordQuality({ name: 'exp', arm: 'control' }, 1);
+      x.recordQuality({ name: 'exp', arm: 'candidate' }, i < 40 ? 0 : 1);
+    }
+    x.recordQuality({ name: 'exp', arm: 'candidate' }, Number.NaN); // not a score
+    x.recordQuality({ name: 'nope', arm: 'candidate' }, 0); // not an experiment here
+    await x.sync();
+    expect(x.haltOf('exp')).toMatchObject({ reason: 'quality', arm: 'candidate', control: 1 });
+    expect(x.haltOf('exp')?.value).toBeCloseTo(1 / 3);
+  });
+
   it('does not halt within the thresholds', async () => {
     const x = open(guarded(), memoryStore());
     feed(x, 'control', 100, 2, 100);
