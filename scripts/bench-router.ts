@@ -14,7 +14,8 @@
  * target: p99 ≤ 50 µs with 20 targets and 10 rules.
  *
  *   target name           the baseline: a target asked for by name
- *   pool: <strategy>      a 20-target pool under each strategy (filters, health, scoring)
+ *   pool: <strategy>      a 20-target pool under each strategy (filters, health, scoring; `adaptive`
+ *                         with its bandit's prior: no evidence yet)
  *   pool + affinity       a 20-target pool keeping long shared prefixes together
  *   policies              access rules, residency (consumer rule + client header), experiment
  *   task: 10th rule       task routing where only the last of the 10 rules matches
@@ -91,6 +92,7 @@ function config() {
       { groups: ['partners'], models: ['cheap', 'smart', 'auto'] },
     ],
     residency: { consumers: [{ consumer_tags: ['eu-only'], regions: ['eu'] }], header: 'x-ai-regions' },
+    quality: { enabled: true },
     experiments: [
       {
         name: 'smart-vs-cheap',

@@ -91,6 +91,8 @@ interface Arm {
   pending: Map<number, Values>;
   /** Times this node put the target first while it had no evidence: it is then explored by its prior. */
   started: number;
+  /** The window's totals, kept between changes: every request reads them for every target. */
+  memo?: { bucket: number; values: Values };
 }
 
 interface Context {
@@ -266,6 +268,7 @@ export class AdaptiveRouting {
   /** Flushes one arm's pending evidence and refreshes its buckets; false when a store call failed. */
   private async syncArm(ctx: Context, arm: Arm, bucket: number): Promise<boolean> {
     const oldest = bucket - BUCKETS + 1;
+    arm.memo = undefined;
     for (const b of arm.pending.keys()) if (b < oldest) arm.pending.delete(b);
     for (const b of arm.stored.keys()) if (b < oldest) arm.stored.delete(b);
     const calls: Array<Promise<boolean>> = [];
@@ -292,6 +295,7 @@ export class AdaptiveRouting {
             if (value === undefined) return false;
             target.values[m] = value;
             if (pending) pending[m]! -= by; // only what was sent: records made meanwhile stay pending
+            arm.memo = undefined;
             return true;
           }),
         );
@@ -300,6 +304,7 @@ export class AdaptiveRouting {
     }
     const ok = !(await Promise.all(calls)).includes(false);
     for (const [b, values] of arm.pending) if (isEmpty(values)) arm.pending.delete(b);
+    arm.memo = undefined;
     // A bucket read incompletely is read again next time.
     if (!ok) for (const s of arm.stored.values()) s.complete = false;
     return ok;
@@ -337,7 +342,9 @@ export class AdaptiveRouting {
     return arm;
   }
 
+  /** The current bucket's pending values, about to change: the memo of totals is dropped. */
   private pendingOf(ctx: Context, arm: Arm): Values {
+    arm.memo = undefined;
     const bucket = this.bucketOf(ctx);
     let values = arm.pending.get(bucket);
     if (!values) {
@@ -369,11 +376,14 @@ export function keepShare(floor: number, ceiling: number, n: number, explore: nu
 }
 
 /** Window totals of an arm: everyone's stored evidence and this node's pending. */
+/** An arm's evidence in the window ending with `bucket`, all nodes'; read-only (memoised). */
 function totals(arm: Arm, bucket: number): Values {
+  if (arm.memo?.bucket === bucket) return arm.memo.values;
   const sum = zeros();
   const oldest = bucket - BUCKETS + 1;
   for (const [b, s] of arm.stored) if (b >= oldest && b <= bucket) addInto(sum, s.values);
   for (const [b, p] of arm.pending) if (b >= oldest && b <= bucket) addInto(sum, p);
+  arm.memo = { bucket, values: sum };
   return sum;
 }
 
