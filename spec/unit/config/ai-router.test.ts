@@ -3,6 +3,19 @@ import { routerConfig } from '../../../schemas/ai-router';
 
 const defaultTimeouts = { connect_ms: 5000, first_byte_ms: 60000, idle_ms: 60000, total_ms: 600000 };
 
+/** What a target gets when its config leaves the routing fields out. */
+const targetDefaults = { timeouts: defaultTimeouts, capabilities: [], weight: 1, trusted: true };
+
+/** What a config gets when it sets nothing but targets (and headers). */
+const routingDefaults = {
+  pools: [],
+  model_map: {},
+  allow_model_names: true,
+  experiments: [],
+  access: [],
+  quality: { enabled: false, max_answer_bytes: 262144, feedback: { enabled: false, max_age_s: 86400 } },
+};
+
 /** A target as the user writes it; tests override one part at a time. */
 function target(overrides: Record<string, unknown> = {}) {
   return { name: 'gpt', model: 'gpt-4o-mini', ...overrides };
@@ -28,22 +41,10 @@ describe('ai-router config: defaults', () => {
           name: 'gpt',
           model: 'gpt-4o-mini',
           provider: 'openai',
-          timeouts: defaultTimeouts,
-          capabilities: [],
-          weight: 1,
-          trusted: true,
+          ...targetDefaults,
         },
       ],
-      pools: [],
-      model_map: {},
-      allow_model_names: true,
-      experiments: [],
-      access: [],
-      quality: {
-        enabled: false,
-        max_answer_bytes: 262144,
-        feedback: { enabled: false, max_age_s: 86400 },
-      },
+      ...routingDefaults,
       headers: { enabled: true },
     });
   });
@@ -86,22 +87,10 @@ describe('ai-router config: defaults', () => {
           provider: 'openai',
           model: 'llama3',
           base_url: 'http://127.0.0.1:11434/v1',
-          timeouts: defaultTimeouts,
-          capabilities: [],
-          weight: 1,
-          trusted: true,
+          ...targetDefaults,
         },
       ],
-      pools: [],
-      model_map: {},
-      allow_model_names: true,
-      experiments: [],
-      access: [],
-      quality: {
-        enabled: false,
-        max_answer_bytes: 262144,
-        feedback: { enabled: false, max_age_s: 86400 },
-      },
+      ...routingDefaults,
       headers: { enabled: false },
     });
     expect(kong).toEqual({
