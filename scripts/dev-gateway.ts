@@ -154,6 +154,15 @@ async function main(): Promise<void> {
   const relayPort = Number(values['relay-port']);
   if (!Number.isInteger(port) || !Number.isInteger(relayPort)) throw new Error(USAGE);
 
+  // A signal while the gateway starts waits for it to be up, then stops it: exiting at once
+  // would leave the suite server it spawned running. A second signal exits anyway.
+  let early: string | undefined;
+  const onEarlySignal = (signal: string) => {
+    if (early) process.exit(130);
+    early = signal;
+  };
+  process.on('SIGINT', onEarlySignal);
+  process.on('SIGTERM', onEarlySignal);
   const gateway = await startDevGateway({
     config: values.config,
     host: values.host,
@@ -200,8 +209,11 @@ async function main(): Promise<void> {
       },
     );
   };
+  process.off('SIGINT', onEarlySignal);
+  process.off('SIGTERM', onEarlySignal);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  if (early) stop(early);
 }
 
 if (require.main === module) {
