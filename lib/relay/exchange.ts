@@ -66,6 +66,8 @@ export class Exchange {
   private readonly stream: boolean;
   /** Attempts whose calls may still be open. */
   private readonly live = new Set<Attempt>();
+  /** Attempts whose end was recorded (log line, target load). */
+  private readonly recorded = new Set<Attempt>();
   private readonly attempts: AttemptRecord[] = [];
   /** The attempt whose answer the client gets (or got part of). */
   private answering?: Attempt;
@@ -120,7 +122,11 @@ export class Exchange {
       this.fail(err);
     } finally {
       clearTimeout(this.deadlineTimer);
-      for (const attempt of this.live) attempt.end();
+      for (const attempt of this.live) {
+        attempt.end();
+        // An attempt still racing when the request ended (a hedge, the client gone) is no longer in flight.
+        if (!this.recorded.has(attempt)) this.deps.load.ended(attempt.target, { ok: false });
+      }
       this.finish();
     }
   }
@@ -434,6 +440,7 @@ export class Exchange {
 
   /** An attempt ended: one entry for the log line and the metrics, one sample for the target's load. */
   private record(attempt: Attempt, failure: AttemptRecord['failure']): void {
+    this.recorded.add(attempt);
     const end = performance.now();
     const first = attempt.firstContentAt;
     this.deps.load.ended(attempt.target, {

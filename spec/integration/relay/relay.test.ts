@@ -9,6 +9,7 @@ import {
   type Target,
 } from '../../../lib/context';
 import { GatewayError } from '../../../lib/errors';
+import { TargetLoad } from '../../../lib/health';
 import { countOutputTokens, countPromptTokens } from '../../../lib/llm/tokens';
 import { approximateTokens } from '../../../lib/llm/usage';
 import { createLogger } from '../../../lib/log/logger';
@@ -25,6 +26,8 @@ const ANSWER = 'ANSWER-MARKER Paris is the capital of France, since long ago.';
 let mock: ProviderMock;
 let contexts: ContextStore;
 let relay: Relay;
+/** Every attempt the relay makes is reported here: in flight, latency, rate-limit headroom. */
+const load = new TargetLoad();
 const logLines: string[] = [];
 
 beforeAll(async () => {
@@ -34,7 +37,7 @@ beforeAll(async () => {
     level: 'debug',
     destination: { write: (line: string) => void logLines.push(line) },
   });
-  relay = await startRelay({ port: 0, contexts, logger, limits: LIMITS });
+  relay = await startRelay({ port: 0, contexts, logger, limits: LIMITS, load });
 });
 
 afterEach(() => mock.reset());
@@ -787,6 +790,12 @@ describe('relay: client goes away', () => {
     await settled(ctx, 1_000);
     expect(ctx.outcome).toMatchObject({ end: 'client_aborted', status: 499 });
     expect(ctx.outcome!.usage).toBeUndefined();
+  });
+
+  it('leaves nothing in flight after answers, provider errors, cut streams and clients gone', () => {
+    // Every test of this file used target(); each attempt it started has ended.
+    expect(load.view(target())).toMatchObject({ inFlight: 0 });
+    expect(load.view(target()).ttftMs).toBeGreaterThan(0);
   });
 });
 
