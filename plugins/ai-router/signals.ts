@@ -29,6 +29,8 @@ export class QualitySignals {
   private readonly judge?: Judge;
   private readonly ledger?: FeedbackLedger;
   private readonly pools: ReadonlyMap<string, RouterConfig['pools'][number]>;
+  private readonly adaptive?: AdaptiveRouting;
+  private readonly experiments?: Experiments;
 
   constructor(
     private readonly config: RouterConfig,
@@ -40,10 +42,10 @@ export class QualitySignals {
       adaptive?: AdaptiveRouting;
       experiments?: Experiments;
     },
-    private readonly adaptive = deps.adaptive,
-    private readonly experiments = deps.experiments,
   ) {
     this.pools = new Map(config.pools.map((p) => [p.name, p]));
+    this.adaptive = deps.adaptive;
+    this.experiments = deps.experiments;
     const quality = config.quality;
     if (!quality.enabled) return;
     if (deps.metrics) this.metrics = routerMetrics(deps.metrics);
