@@ -53,6 +53,8 @@ export interface RouteRequest {
 export class Router {
   private readonly pools = new Map<string, Pool>();
   private readonly byModel = new Map<string, Pool>();
+  /** Each target's `weight` (strategies and affinity share traffic by it). */
+  private readonly weights: ReadonlyMap<string, number>;
   readonly catalog: ReadonlyMap<string, Target>;
 
   constructor(
@@ -68,8 +70,7 @@ export class Router {
   ) {
     const byName = new Map(targets.map((t) => [t.name, t]));
     this.catalog = byName;
-    const weights = new Map(config.targets.map((t) => [t.name, t.weight]));
-    this.weightOf = (t) => weights.get(t.name) ?? 1;
+    this.weights = new Map(config.targets.map((t) => [t.name, t.weight]));
     for (const t of targets) {
       this.pools.set(t.name, {
         name: t.name,
@@ -106,8 +107,6 @@ export class Router {
       }
     }
   }
-
-  private readonly weightOf: (t: Target) => number;
 
   /** Is `name` a pool, a target, or (when allowed) a provider model name? */
   knows(name: string): boolean {
@@ -199,7 +198,7 @@ export class Router {
     const load = LOAD_STRATEGIES.has(pool.strategy) ? this.live.load : undefined;
     const candidates: Candidate[] = targets.map((t) => ({
       target: t,
-      weight: this.weightOf(t),
+      weight: this.weights.get(t.name) ?? 1,
       load: load?.view(t) ?? NO_LOAD,
     }));
     const ranked = rank(pool.strategy, candidates, demandOf(req), pool.state, this.live.random).map(
