@@ -451,6 +451,21 @@ function promptText(request: Json): string | undefined {
   return last;
 }
 
+/** Common English words that other Latin-script languages do not use as words. */
+const ENGLISH_WORDS =
+  /\b(?:the|and|that|with|you|your|this|what|which|have|are|how|should|would|could|our|will|there|their|from|about|need|for|here|please|can't|don't|it's)\b/gi;
+
+/** ASCII text with at least three different common English words: English, no detection needed. */
+export function plainlyEnglish(sample: string): boolean {
+  for (let i = 0; i < sample.length; i++) if (sample.charCodeAt(i) > 0x7e) return false;
+  const found = new Set<string>();
+  for (const m of sample.matchAll(ENGLISH_WORDS)) {
+    found.add(m[0].toLowerCase());
+    if (found.size >= 3) return true;
+  }
+  return false;
+}
+
 function languageMismatch(request: Json, content: string): boolean {
   // JSON answers are data, their keys often English whatever the prompt's language.
   if (isObject(request.response_format) && request.response_format.type !== 'text') return false;
@@ -462,6 +477,8 @@ function languageMismatch(request: Json, content: string): boolean {
   const answerSample = sampleOf(answerProse, LANGUAGE_SAMPLE_LETTERS);
   const promptSample = sampleOf(promptProse, LANGUAGE_SAMPLE_LETTERS);
   if (answerSample === undefined || promptSample === undefined) return false;
+  // Most traffic is English both ways: tell that without tinyld, which costs ~0.1 ms a text.
+  if (plainlyEnglish(promptSample) && plainlyEnglish(answerSample)) return false;
   const asked = detect(promptSample);
   const answered = detect(answerSample);
   // tinyld answers '' when it cannot tell: not a mismatch.

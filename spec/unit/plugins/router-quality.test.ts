@@ -6,6 +6,7 @@ import {
   CHECK_WEIGHTS,
   checkAnswer,
   MIN_LANGUAGE_LETTERS,
+  plainlyEnglish,
   type QualityVerdict,
 } from '../../../plugins/ai-router/quality';
 
@@ -509,6 +510,15 @@ describe('language_mismatch', () => {
       expect([lang, failed(ask(prompt), says(corpus.en![0]!))]).toEqual([lang, ['language_mismatch']]);
       expect([lang, failed(ask(corpus.en![1]!), says(prompt))]).toEqual([lang, ['language_mismatch']]);
     }
+  });
+
+  it('tells English texts apart without the detector only when they plainly are (sample corpus)', () => {
+    for (const [lang, texts] of Object.entries(corpus)) {
+      for (const text of texts)
+        expect([lang, text, plainlyEnglish(text)]).toEqual([lang, text, lang === 'en']);
+    }
+    expect(plainlyEnglish('The café and the bar are here')).toBe(false); // not ASCII: the detector decides
+    expect(plainlyEnglish('Ik heb de auto in de garage gezet, dat is het')).toBe(false);
   });
 
   it('does not judge without a user message', () => {
