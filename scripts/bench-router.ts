@@ -27,7 +27,7 @@ import { RequestContext } from '../lib/context';
 import { TargetLoad } from '../lib/health';
 import { createLogger } from '../lib/log/logger';
 import { MemoryStore } from '../lib/store/memory';
-import { groupsOf, type Requester } from '../plugins/ai-router/policy';
+import type { Requester } from '../plugins/ai-router/policy';
 import { createRouting, decide, type Routing } from '../plugins/ai-router/routing';
 import { routerConfig, STRATEGIES } from '../schemas/ai-router';
 import { percentile } from './bench/load';
@@ -172,7 +172,7 @@ function contextOf(c: Case): { ctx: RequestContext; who: Requester } {
   });
   ctx.endpoint = 'chat.completions';
   ctx.body = c.body;
-  return { ctx, who: { consumer: ctx.facts.consumer, groups: groupsOf(ctx.header('x-consumer-groups')) } };
+  return { ctx, who: { consumer: ctx.facts.consumer, groups: ctx.consumerGroups } };
 }
 
 /** Live state as on a busy node: every target has load, latency averages and rate-limit headroom. */

@@ -445,6 +445,17 @@ export class RequestContext {
     return this.headers[name]?.[0];
   }
 
+  /** The consumer's groups, as Kong's ACL plugin lists them in `x-consumer-groups` (comma-separated). */
+  get consumerGroups(): string[] {
+    const header = this.header('x-consumer-groups');
+    return header
+      ? header
+          .split(',')
+          .map((g) => g.trim())
+          .filter((g) => g.length > 0)
+      : [];
+  }
+
   /** Kong's ids of the route and service, as the plugins' configs know them. */
   get routeId(): string | undefined {
     return this.policies.find((p) => p.routeId)?.routeId;

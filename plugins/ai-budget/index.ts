@@ -163,16 +163,10 @@ export default definePlugin({
 });
 
 function identityOf(ctx: RequestContext, kong: { route_id?: string; service_id?: string }): Identity {
-  const groups = ctx.header('x-consumer-groups');
   return {
     consumerId: ctx.facts.consumer?.id,
     credentialId: ctx.facts.credentialId,
-    groups: groups
-      ? groups
-          .split(',')
-          .map((g) => g.trim())
-          .filter((g) => g.length > 0)
-      : [],
+    groups: ctx.consumerGroups,
     routeId: kong.route_id ?? ctx.facts.routeId,
     serviceId: kong.service_id ?? ctx.facts.serviceId,
     header: (name) => ctx.header(name),

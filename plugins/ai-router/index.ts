@@ -3,7 +3,7 @@ import { gatherFacts } from '../../lib/kong/facts';
 import { definePlugin } from '../../lib/kong/plugin';
 import { headerSafe } from '../../lib/relay/headers';
 import { routerConfig } from '../../schemas/ai-router';
-import { groupsOf, type Requester } from './policy';
+import type { Requester } from './policy';
 import { closeRouting, createRouting, decide, modelList } from './routing';
 
 /**
@@ -37,7 +37,7 @@ export default definePlugin({
       async request(ctx) {
         const who: Requester = {
           consumer: ctx.facts.consumer,
-          groups: groupsOf(ctx.header('x-consumer-groups')),
+          groups: ctx.consumerGroups,
         };
         if (ctx.endpoint === 'models') return { status: 200, body: modelList(routing, who) };
         if (ctx.endpoint === 'feedback') return routing.signals.answerFeedback(ctx);

@@ -28,16 +28,6 @@ export function covers(rule: WhoRule, who: Requester): boolean {
   return who.groups.some((g) => rule.groups.includes(g));
 }
 
-/** The groups in Kong's `x-consumer-groups` header (comma-separated). */
-export function groupsOf(header: string | undefined): string[] {
-  return header
-    ? header
-        .split(',')
-        .map((g) => g.trim())
-        .filter((g) => g.length > 0)
-    : [];
-}
-
 /**
  * Model allow-lists. With no rule, every model is allowed; with rules, a requester may use
  * the models of the rules that cover it (none: nothing). `names` are what the request asked
