@@ -65,6 +65,7 @@ beforeAll(async () => {
           access: [
             { consumers: ['alice'], models: ['paris', 'any'] },
             { consumers: ['bob'], models: ['ohio'] },
+            { groups: ['ops'], models: ['ohio'] },
           ],
         },
         [keyAuth],
@@ -214,6 +215,12 @@ describe('access control', () => {
     expect((await post('/access', { model: 'paris' }, as('bob-key'))).status).toBe(403);
     // The three allowed requests reached a provider; the two refused ones none.
     expect(eu.requests.length + us.requests.length).toBe(3);
+  });
+
+  it("reads the consumer's groups from x-consumer-groups (as Kong's ACL plugin sets it)", async () => {
+    expect((await post('/access', { model: 'ohio' }, as('alice-key'))).status).toBe(403);
+    const inGroup = { ...as('alice-key'), 'x-consumer-groups': 'dev, ops' };
+    answeredBy(await post('/access', { model: 'ohio' }, inGroup), 'ohio');
   });
 
   it('lists only the models a consumer may use', async () => {
