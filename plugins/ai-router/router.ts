@@ -7,6 +7,7 @@ import type { RouterConfig, Strategy } from '../../schemas/ai-router';
 import type { AdaptiveConfig, AdaptiveRouting } from './bandit';
 import { hash32, mix32 } from './hash';
 import { type Candidate, type Demand, rank, type StrategyState } from './strategies';
+import { isImagePart } from './tasks';
 
 /** Answer tokens assumed for a request without `max_tokens`, when a strategy prices or times it. */
 const DEFAULT_OUTPUT_TOKENS = 256;
@@ -233,13 +234,13 @@ export function needsOf(endpoint: Endpoint, body: Record<string, unknown> | unde
   return needs;
 }
 
-export function hasImage(messages: unknown): boolean {
+function hasImage(messages: unknown): boolean {
   if (!Array.isArray(messages)) return false;
   for (const m of messages) {
     const content = (m as { content?: unknown } | null)?.content;
     if (!Array.isArray(content)) continue;
     for (const part of content) {
-      if ((part as { type?: unknown } | null)?.type === 'image_url') return true;
+      if (isImagePart(part)) return true;
     }
   }
   return false;

@@ -50,6 +50,12 @@ export const NEAREST_EXAMPLES = 3;
 
 const IMAGE_PART_TYPES = new Set(['image_url', 'input_image', 'image']);
 
+/** A content part carrying an image, in the shapes clients send. */
+export function isImagePart(part: unknown): boolean {
+  const type = (part as { type?: unknown } | null)?.type;
+  return typeof type === 'string' && IMAGE_PART_TYPES.has(type);
+}
+
 /**
  * The prompt's tokens as rules see them: characters / 4, cheap on a huge prompt (an exact
  * count would cost milliseconds there) and close enough for a size threshold.
@@ -104,9 +110,9 @@ function contentOf(content: unknown): { text: string; hasImage: boolean } {
   for (const part of content) {
     if (typeof part === 'string') texts.push(part);
     else if (part !== null && typeof part === 'object') {
-      const { type, text } = part as { type?: unknown; text?: unknown };
+      const { text } = part as { text?: unknown };
       if (typeof text === 'string') texts.push(text);
-      else if (typeof type === 'string' && IMAGE_PART_TYPES.has(type)) hasImage = true;
+      else if (isImagePart(part)) hasImage = true;
     }
   }
   return { text: texts.join('\n'), hasImage };

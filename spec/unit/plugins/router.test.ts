@@ -248,6 +248,12 @@ describe('Router: filters', () => {
 
   it('knows what a request needs', () => {
     expect(needsOf('embeddings', { input: 'x' })).toEqual(['embeddings']);
+    // Image parts in every shape task routing counts as one.
+    for (const type of ['image_url', 'input_image', 'image']) {
+      expect(
+        needsOf('chat.completions', chat({ messages: [{ role: 'user', content: [{ type }] }] })),
+      ).toEqual(['vision']);
+    }
     expect(
       needsOf(
         'chat.completions',
