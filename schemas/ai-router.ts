@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import { type ConfigOf, type ConfigProblem, definePluginConfig } from '../lib/config';
-import type { Capability, ProviderKind } from '../lib/context';
+import { CAPABILITIES, PROVIDER_KINDS } from '../lib/context';
 import { checkEmbedder, embedderSchema } from './embedder';
 
 const NAME = '^[A-Za-z0-9._:-]+$';
@@ -16,14 +16,6 @@ const trustedHeader = (description: string) =>
  * because fewer hash collisions between words keep the small differences between tasks.
  */
 export const CLASSIFIER_DIMENSIONS = 4096;
-
-export const CAPABILITIES = [
-  'vision',
-  'tools',
-  'json',
-  'long-context',
-  'embeddings',
-] as const satisfies readonly Capability[];
 
 export const STRATEGIES = [
   'weighted',
@@ -46,19 +38,6 @@ export const REDACTED_ENTITIES = [
   'ip_address',
   'secret',
 ] as const;
-
-export const PROVIDERS = [
-  'openai',
-  'azure',
-  'anthropic',
-  'gemini',
-  'bedrock',
-  'mistral',
-  'groq',
-  'deepseek',
-  'vllm',
-  'ollama',
-] as const satisfies readonly ProviderKind[];
 
 const Timeouts = Type.Object(
   {
@@ -99,7 +78,7 @@ const Target = Type.Object(
       description: 'Name of the target. A request whose `model` equals this name is routed here.',
     }),
     provider: Type.Union(
-      PROVIDERS.map((p) => Type.Literal(p)),
+      PROVIDER_KINDS.map((p) => Type.Literal(p)),
       {
         default: 'openai',
         description:

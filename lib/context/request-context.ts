@@ -10,17 +10,19 @@ export type Endpoint = 'chat.completions' | 'completions' | 'embeddings' | 'mode
  * The provider API a target speaks. `mistral`, `groq`, `deepseek`, `vllm` and `ollama` speak
  * OpenAI's wire format with their own defaults; the others have their own adapter.
  */
-export type ProviderKind =
-  | 'openai'
-  | 'azure'
-  | 'anthropic'
-  | 'gemini'
-  | 'bedrock'
-  | 'mistral'
-  | 'groq'
-  | 'deepseek'
-  | 'vllm'
-  | 'ollama';
+export const PROVIDER_KINDS = [
+  'openai',
+  'azure',
+  'anthropic',
+  'gemini',
+  'bedrock',
+  'mistral',
+  'groq',
+  'deepseek',
+  'vllm',
+  'ollama',
+] as const;
+export type ProviderKind = (typeof PROVIDER_KINDS)[number];
 
 /** AWS credentials and region of a Bedrock target (resolved secrets: never logged). */
 export interface AwsCredentials {
@@ -31,7 +33,8 @@ export interface AwsCredentials {
 }
 
 /** What a target's model can do, for routing filters (a request needing one skips targets without it). */
-export type Capability = 'vision' | 'tools' | 'json' | 'long-context' | 'embeddings';
+export const CAPABILITIES = ['vision', 'tools', 'json', 'long-context', 'embeddings'] as const;
+export type Capability = (typeof CAPABILITIES)[number];
 
 export interface TargetTimeouts {
   /** TCP + TLS connect. */
