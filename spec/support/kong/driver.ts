@@ -17,6 +17,7 @@ import type { KongServices, LogLevel } from './pdk';
 import { type PluginServerDef, PluginServerManager } from './plugin-servers';
 import { KongRequest } from './request-state';
 import { Router } from './router';
+import { RpcPool } from './rpc';
 import {
   externalLoadedPlugin,
   keyAuthLoadedPlugin,
@@ -108,6 +109,7 @@ export class KongDriver extends EventEmitter {
   };
   private readonly plugins = new Map<string, LoadedPlugin>();
   private readonly externals: ExternalPlugin[] = [];
+  private readonly rpc = new RpcPool();
   private readonly services: KongServices;
   private address?: AddressInfo;
 
@@ -241,6 +243,7 @@ export class KongDriver extends EventEmitter {
     }
     this.agents.http.destroy();
     this.agents.https.destroy();
+    this.rpc.close();
     await this.pluginServers.stop();
   }
 
@@ -274,6 +277,7 @@ export class KongDriver extends EventEmitter {
       const ext = new ExternalPlugin(info, {
         log: (level, message, meta) => this.log(level, message, meta.plugin, meta.requestId),
         rpcTimeoutMs: this.options.rpcTimeoutMs,
+        rpc: this.rpc,
       });
       this.externals.push(ext);
       this.plugins.set(info.name, externalLoadedPlugin(ext));

@@ -14,7 +14,7 @@
 import { fromWire, LuaError, LuaTable, type LuaValue, toWire } from './lua';
 import { CoroutineYield, callPdkMethod, type LogLevel, NgxExit, type PdkCall } from './pdk';
 import type { ExternalPluginInfo } from './plugin-servers';
-import { KONG_SOCKET_TIMEOUT_MS, RpcFailure, rpcCall } from './rpc';
+import { KONG_SOCKET_TIMEOUT_MS, RpcFailure, type RpcPool } from './rpc';
 
 /** The config table Kong passes to StartInstance (plugins_iterator.lua get_plugin_config). */
 export type PluginConfig = { [key: string]: unknown } & { __plugin_id: string; __seq__: number };
@@ -55,6 +55,8 @@ interface InstanceInfo {
 export interface ExternalPluginOptions {
   log(level: LogLevel, message: string, meta: { plugin?: string; requestId?: string }): void;
   rpcTimeoutMs?: number;
+  /** The worker's connection pool. */
+  rpc: RpcPool;
 }
 
 /** cjson.encode of the config table: JSON with "/" escaped. */
@@ -83,7 +85,7 @@ export class ExternalPlugin {
   private async call(method: string, arg: LuaValue, requestId?: string): Promise<unknown> {
     this.msgId += 1;
     try {
-      return await rpcCall({
+      return await this.options.rpc.call({
         socket: this.info.server.socket,
         msgId: this.msgId,
         method,
