@@ -12,22 +12,41 @@ export interface RpcDispatcher {
 /**
  * Serves msgpack-RPC on a Unix socket as Kong's mp_rpc.lua speaks it:
  * request `[0, msgid, method, args]`, response `[1, msgid, error, result]`.
- * Kong opens a connection per call; several calls may share a kept-alive connection.
+ * Kong takes a connection per call from its keepalive pool: one connection carries many calls, one at a time.
  */
+/** A plugin socket being served. */
+export interface RpcListener {
+  /** Stops accepting connections; those Kong keeps alive still carry calls (requests draining). */
+  stop(): void;
+  /** Ends every connection. */
+  close(): void;
+}
+
 export async function listenRpc(
   socketPath: string,
   dispatcher: RpcDispatcher,
   logger: Logger,
-): Promise<net.Server> {
+): Promise<RpcListener> {
   try {
     unlinkSync(socketPath); // a stale socket from a killed process
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const server = net.createServer((conn) => serveConnection(conn, dispatcher, logger));
+  const connections = new Set<net.Socket>();
+  const server = net.createServer((conn) => {
+    connections.add(conn);
+    conn.on('close', () => connections.delete(conn));
+    serveConnection(conn, dispatcher, logger);
+  });
   await listen(server, { path: socketPath });
   server.on('error', (err) => logger.error({ err, socket: socketPath }, 'rpc socket error'));
-  return server;
+  return {
+    stop: () => server.close(),
+    close: () => {
+      server.close();
+      for (const conn of connections) conn.destroy();
+    },
+  };
 }
 
 function serveConnection(conn: net.Socket, dispatcher: RpcDispatcher, logger: Logger): void {

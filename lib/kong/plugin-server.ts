@@ -306,10 +306,11 @@ export class PluginServer {
     const plugin = instance.plugin.name;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
+      // unref: a handler still waiting for Kong when the server closes must not keep it alive.
       timer = setTimeout(
         () => reject(new GatewayError('AIGW_INTERNAL', `${plugin} ${event.phase} handler timed out`)),
         this.options.handler_timeout_ms,
-      );
+      ).unref();
     });
     Promise.race([handler(kong, event), timeout])
       .then(() => event.complete())

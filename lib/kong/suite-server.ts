@@ -1,5 +1,4 @@
 import { mkdirSync } from 'node:fs';
-import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { AdminRoutes } from '../admin/routes';
@@ -9,7 +8,7 @@ import { TargetHealth, TargetLoad } from '../health';
 import type { Logger } from '../log/logger';
 import { startRelay } from '../relay/server';
 import { createStore, type Store, storeConfigFromEnv } from '../store';
-import { listenRpc } from './listener';
+import { listenRpc, type RpcListener } from './listener';
 import type { RequestLimits, Suite, SuitePlugin } from './plugin';
 import { PluginServer, type PluginServerOptions } from './plugin-server';
 
@@ -69,7 +68,7 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
   };
   const plugins = new PluginServer(options.plugins, suite, options.pluginServer);
   mkdirSync(options.socketDir, { recursive: true });
-  const sockets: Server[] = [];
+  const sockets: RpcListener[] = [];
   for (const plugin of options.plugins) {
     sockets.push(await listenRpc(join(options.socketDir, `${plugin.name}.sock`), plugins, logger));
   }
@@ -106,9 +105,10 @@ export async function startSuiteServer(options: SuiteServerOptions): Promise<Sui
     relayPort: relay.port,
     ...(adminServer ? { adminPort: adminServer.port } : {}),
     async close(drainMs = 10_000) {
-      for (const s of sockets) s.close();
+      for (const s of sockets) s.stop();
       await adminServer?.close();
       await Promise.race([relay.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
+      for (const s of sockets) s.close();
       plugins.close();
       // A collector that is down must not hold the shutdown: the hooks get a bounded wait.
       const hooks = Promise.allSettled(closeHooks.map(async (fn) => fn()));
