@@ -108,6 +108,7 @@ const CLOSED = Symbol('closed');
 /** A worker's cosocket keepalive pool, per socket path. */
 export class RpcPool {
   private readonly idle = new Map<string, RpcConnection[]>();
+  private closed = false;
 
   /** ngx.socket.connect: an idle pooled connection, or a new one. */
   private async connect(socket: string, timeoutMs: number): Promise<RpcConnection> {
@@ -140,7 +141,7 @@ export class RpcPool {
   private keepalive(socket: string, conn: RpcConnection): void {
     const pooled = this.idle.get(socket) ?? [];
     this.idle.set(socket, pooled);
-    if (!conn.reusable || pooled.length >= POOL_SIZE) {
+    if (this.closed || !conn.reusable || pooled.length >= POOL_SIZE) {
       conn.socket.destroy();
       return;
     }
@@ -184,6 +185,7 @@ export class RpcPool {
 
   /** Closes every idle connection (the worker exits). */
   close(): void {
+    this.closed = true;
     for (const pooled of this.idle.values()) {
       for (const conn of pooled) {
         clearTimeout(conn.idleTimer);
