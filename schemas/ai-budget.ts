@@ -165,6 +165,37 @@ export const budgetSchema = Type.Object({
     description:
       'A reservation whose request never finished (a crashed node) is released after this long. Keep it above the longest answer.',
   }),
+  lease: Type.Object(
+    {
+      enabled: Type.Boolean({
+        default: true,
+        description:
+          'With a shared store (Redis), serve busy counters from node-local leases: the node reserves a slice of the headroom in one store call and admits the next requests against it in memory, with no round trip. Caps hold as without leases.',
+      }),
+      max_age_ms: Type.Integer({
+        minimum: 100,
+        maximum: 60_000,
+        default: 1_000,
+        description:
+          "A lease admits requests this long; then it is settled with its requests' actual usage once they end. Usage served from a lease reaches the store (and the admin endpoint) that much later, and a node that dies loses it.",
+      }),
+      headroom_share: Type.Number({
+        minimum: 0.001,
+        maximum: 0.5,
+        default: 0.1,
+        description:
+          "Most of a hard limit's remaining headroom one lease may take. When that is under two requests' worth, requests reserve one by one in the store, so near a cap no node holds what another needs.",
+      }),
+      requests: Type.Integer({
+        minimum: 2,
+        maximum: 10_000,
+        default: 16,
+        description:
+          'A lease covers at most this many requests like the one that asked for it; fewer when the counters are less busy (leases start at 4 reservations per `max_age_ms`).',
+      }),
+    },
+    { description: 'Node-local leases of busy counters (no store round trip per request).' },
+  ),
   expose_headers: Type.Boolean({
     default: true,
     description:

@@ -18,7 +18,8 @@ import { Redis } from 'ioredis';
 import { createLogger } from '../lib/log/logger';
 import { createStore, type Store, storeConfigFromEnv } from '../lib/store';
 import { chargeFor, countersFor } from '../plugins/ai-budget/charges';
-import type { BudgetLimit } from '../schemas/ai-budget';
+import { type BudgetStore, LeasedBudget, leaseSettings } from '../plugins/ai-budget/leases';
+import { type BudgetLimit, budgetConfig } from '../schemas/ai-budget';
 import { RedisServer } from '../spec/support/redis';
 import { percentile } from './bench/load';
 
@@ -66,6 +67,71 @@ async function commandCalls(admin: Redis): Promise<{ sent: number; all: number }
   return { sent, all };
 }
 
+interface PhaseResult {
+  reserve: Timing;
+  settle: Timing;
+  ping: Timing;
+  /** Store calls per request (reserve + settle; leases' own calls included), PING excluded. */
+  roundTrips: number;
+  /** Commands the scripts run inside Redis, per request. */
+  inner: number;
+}
+
+/**
+ * `requests` requests as ai-budget makes them: counters of the limits for one of 50 consumers,
+ * a reservation before the provider call, a settlement after it; a PING first as the reference.
+ */
+async function phase(
+  budget: BudgetStore,
+  store: Store,
+  admin: Redis,
+  limits: BudgetLimit[],
+  requests: number,
+  concurrency: number,
+): Promise<PhaseResult> {
+  const reserve: number[] = [];
+  const settle: number[] = [];
+  const ping: number[] = [];
+  const prices = { input_per_1m: 0.15, output_per_1m: 0.6 };
+  const one = async (i: number) => {
+    const now = Date.now();
+    const who = { consumerId: `c${Math.abs(i) % 50}`, groups: [], header: () => undefined };
+    const counters = countersFor(limits, who, now, 'UTC');
+    const charges = counters.map((c) => chargeFor(c, { promptTokens: 900, choices: 1, prices }, 1, now));
+    let t = performance.now();
+    await store.ping();
+    ping.push(performance.now() - t);
+    t = performance.now();
+    const id = `r${i}:${Math.random()}`;
+    const result = await budget.reserve({ id, charges, output: 512, minOutput: 16, holdMs: 600_000 });
+    reserve.push(performance.now() - t);
+    t = performance.now();
+    await budget.settle(
+      id,
+      counters.map((c, k) => ({ key: c.keys[0]!, amount: result.ok ? 1_100 : 0, ttlMs: charges[k]!.ttlMs })),
+    );
+    settle.push(performance.now() - t);
+  };
+  // Warm-up: scripts loaded, connection and JIT warm (and, with leases, the counters busy).
+  for (let i = 0; i < 200; i++) await one(-i - 1);
+  reserve.length = settle.length = ping.length = 0;
+  const before = await commandCalls(admin);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < requests) await one(next++);
+    }),
+  );
+  const after = await commandCalls(admin);
+  return {
+    reserve: timing(reserve),
+    settle: timing(settle),
+    ping: timing(ping),
+    roundTrips: (after.sent - before.sent - requests) / requests,
+    inner: (after.all - before.all - 1 - 2 * requests) / requests,
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -74,79 +140,56 @@ async function main(): Promise<void> {
       'no-sliding': { type: 'boolean', default: false },
     },
   });
-  const limits = values['no-sliding'] ? LIMITS.filter((l) => l.window !== 'sliding') : LIMITS;
   const requests = Number(values.requests);
   const concurrency = Number(values.concurrency);
   const redis = await RedisServer.create();
   const logger = createLogger({ level: 'silent' });
   const store: Store = createStore(storeConfigFromEnv({ AIGW_STORE: redis.url }), logger);
   const admin = new Redis(redis.url);
+  // Each variant has limits of its own names: no counter is shared between them.
+  const limitsOf = (variant: string) =>
+    LIMITS.filter((l) => !values['no-sliding'] || l.window !== 'sliding').map((l) => ({
+      ...l,
+      name: `${l.name}-${variant}`,
+    }));
   try {
     await store.ping();
-    const reserve: number[] = [];
-    const settle: number[] = [];
-    const ping: number[] = [];
-    const prices = { input_per_1m: 0.15, output_per_1m: 0.6 };
-    const one = async (i: number) => {
-      const now = Date.now();
-      const who = { consumerId: `c${i % 50}`, groups: [], header: () => undefined };
-      const counters = countersFor(limits, who, now, 'UTC');
-      const charges = counters.map((c) => chargeFor(c, { promptTokens: 900, choices: 1, prices }, 1, now));
-      let t = performance.now();
-      await store.ping();
-      ping.push(performance.now() - t);
-      t = performance.now();
-      const result = await store.reserve({
-        id: `r${i}`,
-        charges,
-        output: 512,
-        minOutput: 16,
-        holdMs: 600_000,
-      });
-      reserve.push(performance.now() - t);
-      t = performance.now();
-      await store.settle(
-        `r${i}`,
-        counters.map((c, k) => ({
-          key: c.keys[0]!,
-          amount: result.ok ? 1_100 : 0,
-          ttlMs: charges[k]!.ttlMs,
-        })),
-      );
-      settle.push(performance.now() - t);
+    const direct = await phase(store, store, admin, limitsOf('direct'), requests, concurrency);
+    // Reservations requests make in the store themselves (not their leases').
+    let ownReserves = 0;
+    const counting: BudgetStore = {
+      reserve: (req) => {
+        if (!req.id.startsWith('lease:')) ownReserves++;
+        return store.reserve(req);
+      },
+      settle: (id, actual) => store.settle(id, actual),
     };
-    // Warm-up: scripts loaded, connection and JIT warm.
-    for (let i = 0; i < 200; i++) await one(-i - 1);
-    reserve.length = settle.length = ping.length = 0;
-    const before = await commandCalls(admin);
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < requests) await one(next++);
-      }),
+    // ai-budget's defaults.
+    const leases = new LeasedBudget(
+      counting,
+      leaseSettings(budgetConfig.validate({ limits: LIMITS }).config),
+      logger,
     );
-    const after = await commandCalls(admin);
-    // Minus the reference PING of each request.
-    const roundTrips = (after.sent - before.sent - requests) / requests;
-    const inner = (after.all - before.all - 1 - 2 * requests) / requests;
-    const check = timing(reserve);
-    const bare = timing(ping);
-    const rows = [
-      ['redis PING (reference)', bare],
-      ['reserve (on the request path)', check],
-      ['settle (after the answer)', timing(settle)],
-    ] as const;
+    const leased = await phase(leases, store, admin, limitsOf('leased'), requests, concurrency);
+    leases.close();
+    const row = (name: string, t: Timing) => `| ${name} | ${t.p50} | ${t.p99} | ${t.max} |`;
+    const limits = limitsOf('direct');
     const lines = [
       `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}`,
-      `requests: ${requests}, concurrency ${concurrency}, limits per request: ${limits.map((l) => `${l.window} ${l.unit}`).join(', ')}`,
+      `requests: ${requests} per variant, concurrency ${concurrency}, 50 consumers, limits per request: ${limits.map((l) => `${l.window} ${l.unit}`).join(', ')}`,
       '',
       '| call | p50 ms | p99 ms | max ms |',
       '|---|---|---|---|',
-      ...rows.map(([name, t]) => `| ${name} | ${t.p50} | ${t.p99} | ${t.max} |`),
+      row('redis PING (reference)', direct.ping),
+      row('reserve, lease.enabled false (one store round trip)', direct.reserve),
+      row('reserve, leases (the default)', leased.reserve),
+      row('settle, lease.enabled false (after the answer)', direct.settle),
+      row('settle, leases (after the answer)', leased.settle),
       '',
-      `store round trips per request: ${roundTrips.toFixed(2)} (reserve + settle); commands the scripts run inside Redis: ${inner.toFixed(1)}`,
-      `check: ${check.p99 <= 0.3 ? 'PASS' : 'FAIL'} (reserve p99 ${check.p99} ms, target ≤ 0.3 ms; one store round trip on the request path)`,
-      `  over a bare round trip (PING) on this machine the script adds p50 ${(check.p50 - bare.p50).toFixed(3)} ms, p99 ${(check.p99 - bare.p99).toFixed(3)} ms`,
+      `store calls per request: ${direct.roundTrips.toFixed(2)} without leases, ${leased.roundTrips.toFixed(3)} with leases (reserve + settle, leases' own calls included); commands the scripts run inside Redis: ${direct.inner.toFixed(1)} / ${leased.inner.toFixed(2)}`,
+      `with leases, ${((100 * ownReserves) / (requests + 200)).toFixed(1)} % of the requests reserved in the store themselves (the warm-up's 200 included)`,
+      `check: ${leased.reserve.p99 <= 0.3 ? 'PASS' : 'FAIL'} (reserve p99 with leases ${leased.reserve.p99} ms, target ≤ 0.3 ms)`,
+      `  without leases: reserve p99 ${direct.reserve.p99} ms; over a bare round trip (PING) the script adds p50 ${(direct.reserve.p50 - direct.ping.p50).toFixed(3)} ms, p99 ${(direct.reserve.p99 - direct.ping.p99).toFixed(3)} ms`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

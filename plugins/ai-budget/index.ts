@@ -3,7 +3,7 @@ import type { RequestContext } from '../../lib/context';
 import { GatewayError } from '../../lib/errors';
 import { gatherFacts } from '../../lib/kong/facts';
 import { definePlugin, type Suite } from '../../lib/kong/plugin';
-import { MemoryStore, type ReserveResult, type Store } from '../../lib/store';
+import { MemoryStore, type ReserveResult } from '../../lib/store';
 import { type BudgetConfig, budgetConfig } from '../../schemas/ai-budget';
 import { BudgetAdmin } from './admin';
 import {
@@ -16,6 +16,7 @@ import {
   outputWanted,
 } from './charges';
 import { budgetHeaders, tightest } from './headers';
+import { type BudgetStore, LeasedBudget, leaseSettings } from './leases';
 import { BudgetMetrics } from './metrics';
 import { Reservation } from './reservation';
 
@@ -57,9 +58,16 @@ export default definePlugin({
       service: !kong.service_id && config.limits.some((l) => l.scope === 'service'),
     };
     const costs = config.limits.some((l) => l.unit === 'cost_usd');
+    // Leases save round trips to a shared store; the memory store has none to save.
+    const leases =
+      config.lease.enabled && suite.store.kind !== 'memory'
+        ? new LeasedBudget(suite.store, leaseSettings(config), logger, () => metrics.leasedReservations.inc())
+        : undefined;
+    const budgetStore: BudgetStore = leases ?? suite.store;
 
     return {
       gather: (pdk) => gatherFacts(pdk, needs),
+      close: () => leases?.close(),
 
       async request(ctx) {
         const route = ctx.route;
@@ -92,7 +100,7 @@ export default definePlugin({
           config.on_exceed === 'clamp' ? Math.min(wanted.tokens, config.min_output_tokens) : wanted.tokens;
         const id = `${ctx.requestId}:${randomBytes(6).toString('base64url')}`;
 
-        let store: Store = suite.store;
+        let store: BudgetStore = budgetStore;
         let share = classShare(ctx, config);
         let charges = counters.map((c) => chargeFor(c, cost, share, now));
         const reserve = () =>

@@ -6,6 +6,7 @@ export class BudgetMetrics {
   readonly clamped: Counter<'limit'>;
   readonly softExceeded: Counter<'limit'>;
   readonly localReservations: Counter;
+  readonly leasedReservations: Counter;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -30,6 +31,11 @@ export class BudgetMetrics {
     this.localReservations = new Counter({
       name: 'aigw_budget_local_reservations_total',
       help: 'Reservations counted on this node alone because the shared store was unavailable.',
+      registers,
+    });
+    this.leasedReservations = new Counter({
+      name: 'aigw_budget_leased_reservations_total',
+      help: "Reservations admitted from this node's lease, without a store round trip.",
       registers,
     });
   }

@@ -1,12 +1,13 @@
 import type { BudgetHold, BudgetSummary, RelayOutcome, RouteDecision, Target } from '../../lib/context';
 import type { Logger } from '../../lib/log/logger';
-import type { BudgetCharge, Store } from '../../lib/store';
+import type { BudgetCharge } from '../../lib/store';
 import { actualAmount, type Counter, chargeFor, type RequestCost } from './charges';
+import type { BudgetStore } from './leases';
 
 export interface ReservationParts {
   summary: BudgetSummary;
   /** Where the reservation was made: the shared store, or this node's own while the shared one is down. */
-  store: Store;
+  store: BudgetStore;
   id: string;
   counters: Counter[];
   /** The charges as reserved (same order as counters). */

@@ -5,6 +5,7 @@
  * headers; the admin endpoint; and a dead store in both fault modes.
  */
 import { randomBytes } from 'node:crypto';
+import { until } from '../../support/eventually';
 import type { DriverResponse } from '../../support/kong';
 import { type ProviderMock, parseSse, startOpenAIMock } from '../../support/providers';
 import { freePort } from '../../support/redis';
@@ -84,6 +85,8 @@ beforeAll(async () => {
     ],
     routes: () => [
       route('cap', { limits: [tokens('cap', 3_000)], min_output_tokens: 5 }),
+      route('busy', { limits: [tokens('busy', 1_000_000)] }),
+      route('unleased', { limits: [tokens('unleased', 1_000_000)], lease: { enabled: false } }),
       route('reject', { limits: [tokens('reject', 100)], on_exceed: 'reject' }),
       route('clamp', { limits: [tokens('clamp', 100)], min_output_tokens: 5 }),
       route('soft', { limits: [tokens('soft', 10, { mode: 'soft' })] }),
@@ -185,10 +188,49 @@ describe('a hard cap under concurrency', () => {
     const limits = mock.requests.map((q) => (q.body as { max_tokens: number }).max_tokens);
     expect(Math.min(...limits)).toBeGreaterThanOrEqual(5);
     expect(Math.max(...limits)).toBe(30);
-    // Settled: the counter holds what was really used, nothing is left held.
-    const usage = await admin(`/budgets/cap-${RUN}`);
+    // Settled: the counter holds what was really used, nothing is left held (leases are settled
+    // within lease.max_age_ms of their last request).
+    const usage = await until(async () => {
+      const u = await admin(`/budgets/cap-${RUN}`);
+      return u.body.held === 0 ? u : undefined;
+    }, 'leases settled');
     expect(usage.body).toMatchObject({ used: spent, held: 0 });
   }, 60_000);
+});
+
+describe('leases', () => {
+  const leasedCount = async () => {
+    const m = /aigw_budget_leased_reservations_total (\d+)/.exec(await scrape(gw));
+    return Number(m?.[1] ?? 0);
+  };
+
+  it('a busy counter is served from a lease: most requests make no store call, usage is exact once settled', async () => {
+    const before = await leasedCount();
+    let spent = 0;
+    for (let i = 0; i < 30; i++) {
+      const res = await ask('/busy', { max_tokens: 20 });
+      expect(res.status).toBe(200);
+      spent += res.json<{ usage: { total_tokens: number } }>().usage.total_tokens;
+    }
+    // The first requests reserve in Redis until the counter is busy; then leases serve them.
+    expect((await leasedCount()) - before).toBeGreaterThanOrEqual(20);
+    const usage = await until(async () => {
+      const u = await admin(`/budgets/busy-${RUN}`);
+      return u.body.held === 0 ? u : undefined;
+    }, 'leases settled');
+    expect(usage.body.used).toBe(spent);
+  });
+
+  it('lease.enabled false: every request reserves in the store, usage is there at once', async () => {
+    const before = await leasedCount();
+    let spent = 0;
+    for (let i = 0; i < 10; i++) {
+      const res = await ask('/unleased', { max_tokens: 20 });
+      spent += res.json<{ usage: { total_tokens: number } }>().usage.total_tokens;
+    }
+    expect(await leasedCount()).toBe(before);
+    expect((await admin(`/budgets/unleased-${RUN}`)).body).toMatchObject({ used: spent, held: 0 });
+  });
 });
 
 describe('when the reservation does not fit', () => {
