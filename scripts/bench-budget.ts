@@ -6,11 +6,12 @@
  *   npm run bench:budget -- --no-sliding       calendar windows only (a sliding window reads 11 buckets)
  *
  * Per request, as the plugin does it: the counters of three limits (a consumer's day, a
- * global month in USD, a sliding minute), one `reserve` before the provider call and one
- * `settle` after it. Reported: p50 / p99 of each call (the reservation is on the request's
- * path, the settlement after the answer), next to a plain Redis PING measured in the same
- * run, and the Redis commands per request (INFO commandstats). The acceptance target is one
- * store round trip and ≤ 0.3 ms p99 for the check.
+ * global month in USD, a sliding minute) for one of 50 consumers, one reservation before the
+ * provider call and one settlement after it; twice, on limits of their own: one reservation per
+ * request in the store (`lease.enabled: false`), and through ai-budget's leases (the default).
+ * Reported: p50 / p99 of each call, next to a plain Redis PING measured in the same run, and
+ * the store calls and Redis commands per request (INFO commandstats). The acceptance target
+ * is at most one store round trip and ≤ 0.3 ms p99 for the check.
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
