@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { findEntities, maskSecret, replaceEntities } from './pii';
+import { findEntities, maskSecret, mayHoldSecret, replaceEntities } from './pii';
 
 export { maskSecret };
 
@@ -22,6 +22,7 @@ const SECRETS: ReadonlySet<string> = new Set(['secret']);
  * JWTs, private key blocks, `password=...` values); the same string when there is none.
  */
 export function scrubText(text: string): string {
+  if (!mayHoldSecret(text)) return text; // most log fields: names, ids, numbers as text
   return replaceEntities(text, findEntities(text, SECRETS), (e) => maskSecret(e.value));
 }
 

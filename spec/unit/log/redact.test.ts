@@ -40,4 +40,34 @@ describe('redact', () => {
     const clean = 'mail a@b.io from 10.0.0.1, Bearer tokens';
     expect(scrubText(clean)).toBe(clean);
   });
+
+  it.each([
+    '-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----',
+    'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U',
+    'sk-proj-abcdefghijklmnop',
+    'sk-ant-api03-abcdefghijkl',
+    'ASIAIOSFODNN7EXAMPLE',
+    'AIzaSyA1234567890abcdefghijklmn',
+    'ghp_abcdefghijklmnopqrstuvwxyz12',
+    'github_pat_abcdefghijklmnopqrstuvw',
+    'glpat-abcdefghijklmnopqrstu',
+    'xoxb-1234567890-abcdefghij',
+    'sk_live_abcdefghijklmnop12',
+    'rk_test_abcdefghijklmnop12',
+    'hf_abcdefghijklmnopqrstuvwxyz123456',
+    'gsk_abcdefghijklmnopqrstuvwx',
+    'xai-abcdefghijklmnopqrstuvwx',
+    'Bearer abcdef123456',
+    'Basic dXNlcjpwYXNzd29yZA==',
+    'API-KEY=abcdefgh1234',
+    'ACCESS_KEY_ID: abcdefgh1234',
+    'client_secret="abcdefgh1234"',
+    'Password=abcdefgh1234',
+    'pwd: abcdefgh1234',
+    'session-token=abcdefgh1234',
+  ])('finds %s behind the quick pre-check', (secret) => {
+    const out = scrubText(`before ${secret} after`);
+    expect(out).toMatch(/\[REDACTED len=\d+ hash=\w{8}\]/);
+    expect(out.includes(secret)).toBe(false);
+  });
 });
