@@ -308,7 +308,12 @@ async function endToEnd(kind: GatewayKind, requests: number): Promise<void> {
         {
           name: 'ai',
           url: `http://127.0.0.1:${relayPort}`,
-          routes: [route('router', [router]), route('metrics', [router, { name: 'ai-metrics' }])],
+          // `twin` is `router` again: the two differ by noise only, which shows what this machine resolves.
+          routes: [
+            route('router', [router]),
+            route('twin', [router]),
+            route('metrics', [router, { name: 'ai-metrics' }]),
+          ],
         },
       ],
     },
@@ -330,39 +335,45 @@ async function endToEnd(kind: GatewayKind, requests: number): Promise<void> {
       if (res.statusCode !== 200) throw new Error(`${name} answered ${res.statusCode}`);
       return performance.now() - t;
     };
+    const names = ['router', 'twin', 'metrics'] as const;
+    type Name = (typeof names)[number];
     for (let i = 0; ; i++) {
-      const ok = await post('router', i)
-        .then(() => post('metrics', i))
-        .then(
-          () => true,
-          () => false,
-        );
+      const ok = await Promise.all(names.map((name) => post(name, i))).then(
+        () => true,
+        () => false,
+      );
       if (ok) break;
       if (i > 300) throw new Error('the gateway never answered');
       await new Promise((r) => setTimeout(r, 100));
     }
-    const times: Record<'router' | 'metrics', number[]> = { router: [], metrics: [] };
+    const times: Record<Name, number[]> = { router: [], twin: [], metrics: [] };
     for (let i = 0; i < requests + 200; i++) {
-      for (const name of i % 2 ? (['router', 'metrics'] as const) : (['metrics', 'router'] as const)) {
+      // Each route first, second and third in turn.
+      for (let k = 0; k < names.length; k++) {
+        const name = names[(i + k) % names.length]!;
         const ms = await post(name, i);
         if (i >= 200) times[name].push(ms);
         await new Promise((r) => setTimeout(r, 5));
       }
     }
     const where = kind.kind === 'dev' ? 'dev gateway' : 'real Kong 3.9.3 (Kong lab)';
-    const p = (name: 'router' | 'metrics', q: number) => percentile(times[name], q);
+    const p = (name: Name, q: number) => percentile(times[name], q);
     console.log(
       `\nend to end, ${where}, ${requests} requests per route, taking turns 5 ms apart (client latency, ms)`,
     );
     console.log('route      p50      p99');
-    for (const name of ['router', 'metrics'] as const) {
+    for (const name of names) {
       console.log(
         `${name.padEnd(8)} ${p(name, 50).toFixed(3).padStart(7)} ${p(name, 99).toFixed(3).padStart(8)}`,
       );
     }
     const added = p('metrics', 99) - p('router', 99);
+    const noise = Math.abs(p('twin', 99) - p('router', 99));
     console.log(
       `ai-metrics adds ${(p('metrics', 50) - p('router', 50)).toFixed(3)} ms p50, ${added.toFixed(3)} ms p99: ${added <= TARGET_P99_MS ? 'PASS' : 'FAIL'} (target ≤ ${TARGET_P99_MS} ms p99)`,
+    );
+    console.log(
+      `two identical routes differ by ${(p('twin', 50) - p('router', 50)).toFixed(3)} ms p50, ${(p('twin', 99) - p('router', 99)).toFixed(3)} ms p99: p99 differences under ${noise.toFixed(3)} ms are noise in this run`,
     );
   } finally {
     await gateway.close();
