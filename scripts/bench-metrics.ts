@@ -11,10 +11,11 @@
  *
  * "Added" is a variant minus `parse`, percentile by percentile.
  *
- * Then end to end, what a client sees: one gateway with two routes to the same instant
- * provider mock, `router` (ai-router alone) and `metrics` (ai-router and ai-metrics with
- * its defaults: metrics, the log line, prompt patterns), requests taking turns one at a
- * time, 5 ms apart. The dev gateway, and a real Kong 3.9.3 with --kong-lab DIR.
+ * Then end to end, what a client sees: one gateway with three routes to the same instant
+ * provider mock, `router` (ai-router alone), `twin` (the same: the two differ by noise only)
+ * and `metrics` (ai-router and ai-metrics with its defaults: metrics, the log line, prompt
+ * patterns), requests taking turns one at a time, 5 ms apart. The dev gateway, and a real
+ * Kong 3.9.3 with --kong-lab DIR.
  *
  *   npm run bench:metrics                   20000 requests per variant, 3000 per route
  *   npm run bench:metrics -- --requests 50000 --kong-lab /work/kong-lab-out
