@@ -57,10 +57,10 @@ interface Grant {
  * Budget reservations served from node-local leases: once a set of counters is busy (a few
  * reservations per `maxAgeMs`), this node reserves a slice of their headroom in the store (one
  * round trip, off the request's path) and admits the next requests against that slice in
- * memory, with no round trip. A lease is a store reservation
- * like any other, so the caps hold across nodes; only the share of the headroom it takes is
- * unavailable to other nodes while it lives. Near a cap no lease is taken, and every request
- * reserves exactly in the store, as without leases.
+ * memory, with no round trip. A lease is a store reservation like any other, so the caps hold
+ * across nodes; only the share of the headroom it takes is unavailable to other nodes while it
+ * lives. Near a cap no lease is taken, and every request reserves exactly in the store, as
+ * without leases.
  *
  * Trade-offs: usage served from a lease reaches the store when the lease is settled (at most
  * `maxAgeMs` after its last request ends); a node that dies loses that usage, and its lease is
@@ -78,6 +78,7 @@ export class LeasedBudget implements BudgetStore {
   private readonly traffic = new Map<string, { since: number; count: number; previous: number }>();
   private readonly grants = new Map<string, Grant>();
   private readonly timer: NodeJS.Timeout;
+  private closed = false;
 
   constructor(
     private readonly store: BudgetStore,
@@ -111,22 +112,17 @@ export class LeasedBudget implements BudgetStore {
     if (lease.retired) this.releaseIfIdle(lease);
   }
 
-  /** Retires every lease; each is settled once its requests are. */
+  /** Retires every lease (each is settled once its requests are) and takes no new one. */
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
     for (const lease of this.active.values()) this.retire(lease);
     this.active.clear();
   }
 
-  /** Leases live now: their number and the amount held per counter key (for tests and the admin view). */
-  snapshot(): { leases: number; held: Record<string, number> } {
-    const held: Record<string, number> = {};
-    for (const lease of [...this.active.values(), ...this.draining]) {
-      lease.keys.forEach((key, i) => {
-        held[key] = (held[key] ?? 0) + lease.amounts[i]!;
-      });
-    }
-    return { leases: this.active.size + this.draining.size, held };
+  /** Leases this node holds in the store: serving, or waiting for their last requests. */
+  get leases(): number {
+    return this.active.size + this.draining.size;
   }
 
   // ------------------------------------------------------------------ internals
@@ -166,7 +162,7 @@ export class LeasedBudget implements BudgetStore {
    * `rate` says one period brings (at most `requests`), if the headroom allows one.
    */
   private acquire(sig: string, req: ReserveRequest, used: number[], rate: number): void {
-    if (this.acquiring.has(sig)) return;
+    if (this.closed || this.acquiring.has(sig)) return;
     const sizes: number[] = [];
     for (const [i, charge] of req.charges.entries()) {
       const amount = charge.fixed + charge.perOutput * req.output;
@@ -194,6 +190,11 @@ export class LeasedBudget implements BudgetStore {
       )
       .then((result) => {
         if (!result.ok) return;
+        if (this.closed) {
+          // Closed while the store answered: the slice goes back at once.
+          const none = charges.map((c) => ({ key: c.keys[0]!, amount: 0, ttlMs: c.ttlMs }));
+          return this.store.settle(id, none);
+        }
         const previous = this.active.get(sig);
         if (previous) this.retire(previous);
         this.active.set(sig, {

@@ -135,10 +135,10 @@ describe('leases', () => {
     await serve(budget, c); // the lease is too old: retired; this one goes to the store, and a new lease is taken
     await settled();
     expect(store.requestReserves).toBe(5);
-    expect(budget.snapshot().leases).toBe(2); // the old one waits for its request
+    expect(budget.leases).toBe(2); // the old one waits for its request
     await budget.settle(req.id, [{ key: K('k3'), amount: 30, ttlMs: TTL }]);
     await settled();
-    expect(budget.snapshot().leases).toBe(1);
+    expect(budget.leases).toBe(1);
     budget.close();
     await settled();
     expect(await store.inner.budgetUsage(K('k3'))).toEqual({ used: 250 + 30, held: 0 });
@@ -238,10 +238,24 @@ describe('leases', () => {
     const c = [charge('k9', 1_000_000)];
     for (let i = 0; i < 5; i++) expect((await serve(budget, c)).ok).toBe(true);
     await settled();
-    expect(budget.snapshot().leases).toBe(0);
+    expect(budget.leases).toBe(0);
     failLeases = false;
     await serve(budget, c);
     await settled();
-    expect(budget.snapshot().leases).toBe(1);
+    expect(budget.leases).toBe(1);
+  });
+
+  it('closing gives every lease back, one being reserved included, and takes no new one', async () => {
+    const store = new CountingStore();
+    const budget = leased(store);
+    const c = [charge('k10', 1_000_000)];
+    for (let i = 0; i < 4; i++) await serve(budget, c); // the fourth asks for a lease...
+    budget.close(); // ...which the store grants after the close
+    await settled();
+    for (let i = 0; i < 8; i++) await serve(budget, c);
+    await settled();
+    expect(budget.leases).toBe(0);
+    expect(store.requestReserves).toBe(12);
+    expect(await store.inner.budgetUsage(K('k10'))).toEqual({ used: 12 * 50, held: 0 });
   });
 });
