@@ -54,7 +54,7 @@ RUN mkdir -p /var/run/kong-ai-gateway && chown kong:0 /var/run/kong-ai-gateway
 ENV KONG_PLUGINS="bundled,ai-router,ai-semantic-cache,ai-budget,ai-fallback,ai-metrics" \
     KONG_PLUGINSERVER_NAMES="ai-router,ai-semantic-cache,ai-budget,ai-fallback,ai-metrics" \
     KONG_PLUGINSERVER_AI_ROUTER_SOCKET="/var/run/kong-ai-gateway/ai-router.sock" \
-    KONG_PLUGINSERVER_AI_ROUTER_START_CMD="/usr/bin/env AIGW_RELAY_PORT=8900 AIGW_LOG_FILE=/proc/1/fd/1 AIGW_STORE=memory /usr/local/bin/node /opt/kong-ai-gateway/dist/lib/kong/main.js --socket-dir /var/run/kong-ai-gateway" \
+    KONG_PLUGINSERVER_AI_ROUTER_START_CMD="/usr/bin/env AIGW_RELAY_PORT=8900 AIGW_LOG_FILE=/proc/1/fd/1 AIGW_STORE=memory /usr/local/bin/node /opt/kong-ai-gateway/dist/lib/kong/main.js --socket-dir /var/run/kong-ai-gateway --exit-with-parent" \
     KONG_PLUGINSERVER_AI_ROUTER_QUERY_CMD="/usr/local/bin/node /opt/kong-ai-gateway/dist/lib/kong/main.js --dump ai-router" \
     KONG_PLUGINSERVER_AI_SEMANTIC_CACHE_SOCKET="/var/run/kong-ai-gateway/ai-semantic-cache.sock" \
     KONG_PLUGINSERVER_AI_SEMANTIC_CACHE_QUERY_CMD="/usr/local/bin/node /opt/kong-ai-gateway/dist/lib/kong/main.js --dump ai-semantic-cache" \

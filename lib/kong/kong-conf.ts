@@ -64,6 +64,8 @@ export function pluginServerDefs(options: PluginServerDefsOptions): PluginServer
     main,
     '--socket-dir',
     options.socketDir,
+    // Kong's worker 0 starts it; a worker that dies without stopping it gets a replacement.
+    '--exit-with-parent',
   ];
   return SUITE_PLUGIN_NAMES.map((name, i) => ({
     name,

@@ -3,8 +3,14 @@
  * The suite server: one process serving every suite plugin on its own Unix socket, and the
  * relay Kong proxies to.
  *
- *   main.js --socket-dir DIR [--relay-port N] [--relay-host H]   serve (Kong's start_cmd)
+ *   main.js --socket-dir DIR [--relay-port N] [--relay-host H] [--exit-with-parent]
+ *                                                                 serve (Kong's start_cmd)
  *   main.js --dump NAME                                           plugin info JSON (Kong's query_cmd)
+ *
+ * --exit-with-parent: drain and exit when the process that started this one dies. Kong starts
+ * the suite server from its worker 0 and stops it with SIGTERM; a worker that dies without
+ * stopping it (a crash, the OOM killer) is replaced by one that starts a new suite server,
+ * which needs the plugin sockets and the relay port the orphan would keep.
  *
  * Environment: AIGW_SOCKET_DIR, AIGW_RELAY_PORT, AIGW_RELAY_HOST, AIGW_LOG_LEVEL,
  * AIGW_LOG_FILE, AIGW_STORE, AIGW_STORE_COMMAND_TIMEOUT_MS, AIGW_MAX_BODY_BYTES,
@@ -28,7 +34,10 @@ function dump(name: string): void {
   process.stdout.write(`${JSON.stringify([pluginInfo(plugin)])}\n`);
 }
 
-async function serve(options: { socketDir: string; relayHost: string; relayPort: number }): Promise<void> {
+async function serve(
+  options: { socketDir: string; relayHost: string; relayPort: number },
+  exitWithParent: boolean,
+): Promise<void> {
   const logger = rootLogger();
   // A crash guard of last resort: one bad promise must not take every route down.
   process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection'));
@@ -56,7 +65,21 @@ async function serve(options: { socketDir: string; relayHost: string; relayPort:
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  if (exitWithParent) whenParentExits(() => void stop('parent exited'));
 }
+
+/** Calls `onExit` once this process has been handed to another parent (init or a subreaper). */
+function whenParentExits(onExit: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    onExit();
+  }, PARENT_CHECK_MS);
+  timer.unref();
+}
+
+const PARENT_CHECK_MS = 500;
 
 function adminFromEnv(): { admin?: { host: string; port: number } } {
   if (process.env.AIGW_ADMIN_PORT === 'off') return {};
@@ -75,6 +98,7 @@ function main(): void {
       'socket-dir': { type: 'string' },
       'relay-port': { type: 'string' },
       'relay-host': { type: 'string' },
+      'exit-with-parent': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -82,11 +106,14 @@ function main(): void {
     dump(values.dump);
     return;
   }
-  serve({
-    socketDir: values['socket-dir'] ?? process.env.AIGW_SOCKET_DIR ?? defaultSocketDir(),
-    relayHost: values['relay-host'] ?? process.env.AIGW_RELAY_HOST ?? '127.0.0.1',
-    relayPort: values['relay-port'] ? Number(values['relay-port']) : intFromEnv('AIGW_RELAY_PORT', 8900),
-  }).catch((err) => {
+  serve(
+    {
+      socketDir: values['socket-dir'] ?? process.env.AIGW_SOCKET_DIR ?? defaultSocketDir(),
+      relayHost: values['relay-host'] ?? process.env.AIGW_RELAY_HOST ?? '127.0.0.1',
+      relayPort: values['relay-port'] ? Number(values['relay-port']) : intFromEnv('AIGW_RELAY_PORT', 8900),
+    },
+    values['exit-with-parent'] === true,
+  ).catch((err) => {
     rootLogger().fatal({ err }, 'suite server failed to start');
     rootLogger().flush();
     process.exit(1);

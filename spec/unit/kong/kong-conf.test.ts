@@ -85,7 +85,7 @@ describe('kong-conf: the pure parts', () => {
     const starts = [...conf.keys()].filter((k) => k.endsWith('_start_cmd'));
     expect(starts).toEqual(['pluginserver_ai_router_start_cmd']); // the first of pluginserver_names
     expect(conf.get('pluginserver_ai_router_start_cmd')).toBe(
-      '/usr/bin/env AIGW_STORE=memory /usr/bin/node /opt/kong-ai-gateway/dist/lib/kong/main.js --socket-dir /var/run/kong-ai-gateway',
+      '/usr/bin/env AIGW_STORE=memory /usr/bin/node /opt/kong-ai-gateway/dist/lib/kong/main.js --socket-dir /var/run/kong-ai-gateway --exit-with-parent',
     );
   });
 
@@ -138,6 +138,7 @@ describe('kong-conf: the pure parts', () => {
         path.join(options.root, 'dist', 'lib', 'kong', 'main.js'),
         '--socket-dir',
         options.socketDir,
+        '--exit-with-parent',
       ]);
       expect(seen.env).toEqual(env);
       expect(conf.get('pluginserver_ai_router_socket')).toBe(path.join(options.socketDir, 'ai-router.sock'));
