@@ -19,7 +19,7 @@
 import { parseArgs } from 'node:util';
 import { suitePlugins } from '../../plugins';
 import { intFromEnv } from '../env';
-import { rootLogger } from '../log/logger';
+import { abandonStdoutLog, rootLogger } from '../log/logger';
 import { defaultSocketDir } from './kong-conf';
 import { pluginInfo } from './plugin';
 import { startSuiteServer } from './suite-server';
@@ -60,13 +60,17 @@ async function serve(
     logger.info({ signal }, 'draining');
     await server.close(intFromEnv('AIGW_DRAIN_MS', 10_000));
     logger.info('stopped');
-    logger.flush();
+    // Whoever read our stdout is gone with the parent: what is still buffered for it is lost anyway.
+    if (signal === PARENT_EXITED) abandonStdoutLog();
+    else logger.flush();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
-  if (exitWithParent) whenParentExits(() => void stop('parent exited'));
+  if (exitWithParent) whenParentExits(() => void stop(PARENT_EXITED));
 }
+
+const PARENT_EXITED = 'parent exited';
 
 /** Calls `onExit` once this process has been handed to another parent (init or a subreaper). */
 function whenParentExits(onExit: () => void): void {

@@ -9,7 +9,20 @@ export type { Logger };
  */
 function defaultDestination(): pino.DestinationStream {
   const file = process.env.AIGW_LOG_FILE;
-  return pino.destination(file ? { dest: file, mkdir: true, sync: false } : { dest: 1, sync: false });
+  if (file) return pino.destination({ dest: file, mkdir: true, sync: false });
+  stdoutDestination = pino.destination({ dest: 1, sync: false });
+  return stdoutDestination;
+}
+
+let stdoutDestination: ReturnType<typeof pino.destination> | undefined;
+
+/**
+ * Drops the log lines still buffered for stdout, for a process whose reader is gone (its
+ * parent died): at exit, pino flushes synchronously, and sonic-boom retries a write to a dead
+ * pipe or socket forever, so the process would never exit.
+ */
+export function abandonStdoutLog(): void {
+  stdoutDestination?.destroy();
 }
 
 /**
