@@ -9,11 +9,6 @@ export interface RpcDispatcher {
   dispatch(method: string, args: unknown[]): Promise<unknown>;
 }
 
-/**
- * Serves msgpack-RPC on a Unix socket as Kong's mp_rpc.lua speaks it:
- * request `[0, msgid, method, args]`, response `[1, msgid, error, result]`.
- * Kong takes a connection per call from its keepalive pool: one connection carries many calls, one at a time.
- */
 /** A plugin socket being served. */
 export interface RpcListener {
   /** Stops accepting connections; those Kong keeps alive still carry calls (requests draining). */
@@ -22,6 +17,11 @@ export interface RpcListener {
   close(): void;
 }
 
+/**
+ * Serves msgpack-RPC on a Unix socket as Kong's mp_rpc.lua speaks it:
+ * request `[0, msgid, method, args]`, response `[1, msgid, error, result]`.
+ * Kong takes a connection per call from its keepalive pool: one connection carries many calls, one at a time.
+ */
 export async function listenRpc(
   socketPath: string,
   dispatcher: RpcDispatcher,
