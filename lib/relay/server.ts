@@ -103,8 +103,12 @@ export async function startRelay(options: RelayOptions): Promise<Relay> {
       // Refused or answered before the exchange: a reservation already made is released.
       if (ctx.refusal || res.writableEnded) await ctx.budget?.settle(undefined);
     }
-    await new Exchange(ctx, res, deps).run();
-    await ctx.budget?.settle(ctx.outcome);
+    try {
+      await new Exchange(ctx, res, deps).run();
+    } finally {
+      // Even if the exchange crashed: a reservation left open would hold its budget until hold_ms.
+      await ctx.budget?.settle(ctx.outcome);
+    }
     for (const err of await ctx.runAfterExchange()) {
       logger.warn({ err, request_id: ctx.requestId }, 'an after-exchange hook failed');
     }

@@ -244,6 +244,14 @@ export class LeasedBudget implements BudgetStore {
     }
     for (const [sig, t] of this.traffic)
       if (now - t.since > 2 * this.settings.maxAgeMs) this.traffic.delete(sig);
+    // A lease whose store hold has expired still waits for requests that hold_ms says are dead
+    // (never settled): record what the others used; a late settlement goes to the store alone.
+    for (const lease of this.draining) {
+      if (now - lease.grantedAt <= this.settings.maxAgeMs + this.settings.holdMs) continue;
+      for (const [id, grant] of this.grants) if (grant.lease === lease) this.grants.delete(id);
+      lease.outstanding.fill(0);
+      this.releaseIfIdle(lease);
+    }
   }
 
   /** Counts a reservation of these counters; returns the busier of this period and the last. */

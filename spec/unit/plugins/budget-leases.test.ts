@@ -258,4 +258,27 @@ describe('leases', () => {
     expect(store.requestReserves).toBe(12);
     expect(await store.inner.budgetUsage(K('k10'))).toEqual({ used: 12 * 50, held: 0 });
   });
+
+  it('a request that never settles holds its lease only until the lease hold expires', async () => {
+    const store = new CountingStore();
+    let now = 0;
+    const settings = { maxAgeMs: 50, holdMs: 1_000 };
+    const budget = leased(store, settings, () => now);
+    const c = [charge('k11', 1_000_000)];
+    await warm(budget, c);
+    const lost = request(c);
+    expect((await budget.reserve(lost)).ok).toBe(true); // on the lease, and never settled
+    await serve(budget, c); // settled on the lease
+    now += settings.maxAgeMs + 1;
+    await wait(settings.maxAgeMs); // the sweep retires the lease: it waits for the lost request
+    expect(budget.leases).toBe(1);
+    now += settings.holdMs;
+    await wait(settings.maxAgeMs);
+    await settled();
+    expect(budget.leases).toBe(0);
+    // The settled request is counted; the lost one is not, until it settles late (in the store).
+    expect(await store.inner.budgetUsage(K('k11'))).toMatchObject({ used: 250 });
+    await budget.settle(lost.id, [{ key: K('k11'), amount: 30, ttlMs: TTL }]);
+    expect(await store.inner.budgetUsage(K('k11'))).toMatchObject({ used: 280 });
+  });
 });
