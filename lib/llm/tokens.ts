@@ -629,14 +629,15 @@ function enqueue(rank: number, part: number): void {
   parts[i] = part;
 }
 
-/** Removes the head of the queue; read it from queueRanks[0] and queueParts[0] first. */
-function dequeue(): void {
+/** Orders the queue's first `queued` entries into a heap, in linear time. */
+function heapify(): void {
+  for (let i = (queued >> 1) - 1; i >= 0; i--) siftDown(i, queueRanks[i]!, queueParts[i]!);
+}
+
+/** Places the entry (rank, part) at i or below, moving smaller children up. */
+function siftDown(i: number, rank: number, part: number): void {
   const ranks = queueRanks;
   const parts = queueParts;
-  queued--;
-  const rank = ranks[queued]!;
-  const part = parts[queued]!;
-  let i = 0;
   for (;;) {
     let child = 2 * i + 1;
     if (child >= queued) break;
@@ -654,6 +655,12 @@ function dequeue(): void {
   }
   ranks[i] = rank;
   parts[i] = part;
+}
+
+/** Removes the head of the queue; read it from queueRanks[0] and queueParts[0] first. */
+function dequeue(): void {
+  queued--;
+  siftDown(0, queueRanks[queued]!, queueParts[queued]!);
 }
 
 /**
@@ -675,8 +682,12 @@ function bytePairCount(vocabulary: Vocabulary, length: number): number {
     previous[i] = i - 1;
     tokens[i] = vocabulary.bytesRanks[piece[i]!]!;
     ranks[i] = i + 1 < length ? vocabulary.pairs[(piece[i]! << 8) | piece[i + 1]!]! : NO_RANK;
-    enqueue(ranks[i]!, i);
+    if (ranks[i] !== NO_RANK) {
+      queueRanks[queued] = ranks[i]!;
+      queueParts[queued++] = i;
+    }
   }
+  heapify();
   let parts = length;
   while (queued > 0) {
     const rank = queueRanks[0]!;
