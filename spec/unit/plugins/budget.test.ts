@@ -280,6 +280,7 @@ describe('ai-budget config', () => {
       on_exceed: 'clamp',
       fault_tolerant: true,
       limits: [{ mode: 'hard' }],
+      lease: { enabled: true, max_age_ms: 1_000, headroom_share: 0.1, requests: 16 },
     });
   });
 
@@ -297,6 +298,9 @@ describe('ai-budget config', () => {
     [{ limits: [{ ...ok, window: 'week' }] }, 'config.limits[0].window'],
     [{ limits: [ok, ok] }, 'config.limits[1].name'],
     [{ limits: [ok], time_zone: 'Mars/Olympus' }, 'config.time_zone'],
+    [{ limits: [ok], lease: { max_age_ms: 5 } }, 'config.lease.max_age_ms'],
+    [{ limits: [ok], lease: { headroom_share: 0.9 } }, 'config.lease.headroom_share'],
+    [{ limits: [ok], lease: { requests: 1 } }, 'config.lease.requests'],
     [
       { limits: [ok], priority: { classes: [{ name: 'low', share: 1.5 }] } },
       'config.priority.classes[0].share',
