@@ -324,10 +324,13 @@ describe('fallback hops re-price', () => {
     const res = await ask('/reprice', { max_tokens: 10 });
     expect(res.status).toBe(200);
     expect(res.headers['x-ai-target']).toBe('dear');
-    const usage = await admin(`/budgets/usd-${RUN}`);
-    // Answered by dear: ~13 prompt + 10 answer tokens at $1000/1M ≈ $0.02; nothing held.
+    // Answered by dear: ~13 prompt + 10 answer tokens at $1000/1M ≈ $0.02; nothing held once
+    // a lease the route's reservations may have made is settled.
+    const usage = await until(async () => {
+      const u = await admin(`/budgets/usd-${RUN}`);
+      return u.body.held === 0 ? u : undefined;
+    }, 'nothing held');
     expect(usage.body.used as number).toBeGreaterThan(0.01);
-    expect(usage.body.held).toBe(0);
   });
 });
 
