@@ -10,6 +10,7 @@ import {
   failure,
   type ProviderGateway,
   startProviderGateway,
+  streamedToolCall,
   TIMEOUT_MS,
   user,
   weatherTool,
@@ -200,32 +201,14 @@ describe('e2e: Anthropic through the dev gateway', () => {
       tools: [WEATHER_TOOL],
       stream: true,
     });
-    let id = '';
-    let name = '';
-    let args = '';
-    let pieces = 0;
-    let text = '';
-    let finish: string | null | undefined;
-    for await (const chunk of stream) {
-      const delta = chunk.choices[0]?.delta;
-      text += delta?.content ?? '';
-      for (const call of delta?.tool_calls ?? []) {
-        expect(call.index).toBe(0);
-        id += call.id ?? '';
-        name += call.function?.name ?? '';
-        if (call.function?.arguments) {
-          args += call.function.arguments;
-          pieces += 1;
-        }
-      }
-      finish = chunk.choices[0]?.finish_reason ?? finish;
-    }
-    expect(text).toBe('I will call get_weather.');
-    expect(id).toMatch(/^toolu_/);
-    expect(name).toBe('get_weather');
-    expect(JSON.parse(args)).toEqual({ location: 'mock' });
-    expect(pieces).toBeGreaterThan(1);
-    expect(finish).toBe('tool_calls');
+    const call = await streamedToolCall(stream);
+    expect(call.indexes.every((i) => i === 0)).toBe(true);
+    expect(call.text).toBe('I will call get_weather.');
+    expect(call.id).toMatch(/^toolu_/);
+    expect(call.name).toBe('get_weather');
+    expect(JSON.parse(call.args)).toEqual({ location: 'mock' });
+    expect(call.pieces).toBeGreaterThan(1);
+    expect(call.finish).toBe('tool_calls');
   });
 
   it('sends image parts as base64 and url sources', async () => {

@@ -9,6 +9,7 @@ import {
   failure,
   type ProviderGateway,
   startProviderGateway,
+  streamedToolCall,
   TIMEOUT_MS,
   user,
   weatherTool,
@@ -154,26 +155,12 @@ describe('e2e: Azure OpenAI through the dev gateway', () => {
       tools: [WEATHER_TOOL],
       stream: true,
     });
-    let name = '';
-    let args = '';
-    let pieces = 0;
-    let finish: string | null | undefined;
-    for await (const chunk of stream) {
-      const delta = chunk.choices[0]?.delta;
-      for (const call of delta?.tool_calls ?? []) {
-        expect(call.index).toBe(0);
-        name += call.function?.name ?? '';
-        if (call.function?.arguments) {
-          args += call.function.arguments;
-          pieces += 1;
-        }
-      }
-      finish = chunk.choices[0]?.finish_reason ?? finish;
-    }
-    expect(name).toBe('get_weather');
-    expect(JSON.parse(args)).toEqual({ location: 'mock' });
-    expect(pieces).toBeGreaterThan(1);
-    expect(finish).toBe('tool_calls');
+    const call = await streamedToolCall(stream);
+    expect(call.indexes.every((i) => i === 0)).toBe(true);
+    expect(call.name).toBe('get_weather');
+    expect(JSON.parse(call.args)).toEqual({ location: 'mock' });
+    expect(call.pieces).toBeGreaterThan(1);
+    expect(call.finish).toBe('tool_calls');
   });
 
   it('accepts an image part and JSON mode', async () => {

@@ -11,6 +11,7 @@ import {
   messageOf,
   type ProviderGateway,
   startProviderGateway,
+  streamedToolCall,
   TIMEOUT_MS,
   user,
   weatherTool,
@@ -217,22 +218,12 @@ describe('e2e: AWS Bedrock through the dev gateway', () => {
       tool_choice: { type: 'function', function: { name: 'get_weather' } },
       stream: true,
     });
-    const pieces: string[] = [];
-    let id: string | undefined;
-    let finish: string | null = null;
-    for await (const chunk of stream) {
-      const delta = chunk.choices[0]?.delta;
-      for (const call of delta?.tool_calls ?? []) {
-        expect(call.index).toBe(0);
-        id ??= call.id;
-        if (call.function?.arguments) pieces.push(call.function.arguments);
-      }
-      finish = chunk.choices[0]?.finish_reason ?? finish;
-    }
-    expect(id).toMatch(/^tooluse_/);
-    expect(pieces.length).toBeGreaterThan(1);
-    expect(JSON.parse(pieces.join(''))).toEqual({ city: 'mock' });
-    expect(finish).toBe('tool_calls');
+    const call = await streamedToolCall(stream);
+    expect(call.indexes.every((i) => i === 0)).toBe(true);
+    expect(call.id).toMatch(/^tooluse_/);
+    expect(call.pieces).toBeGreaterThan(1);
+    expect(JSON.parse(call.args)).toEqual({ city: 'mock' });
+    expect(call.finish).toBe('tool_calls');
     expect(sent().toolConfig!.toolChoice).toEqual({ tool: { name: 'get_weather' } });
   });
 

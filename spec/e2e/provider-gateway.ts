@@ -4,6 +4,7 @@
  * helpers that read what a request fails with. Needs the build (`npx tsc -p .`).
  */
 import OpenAI from 'openai';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { startDevGateway } from '../../scripts/dev-gateway';
 import { freePort } from '../support/redis';
 
@@ -82,4 +83,46 @@ export function weatherTool(
   description = 'Weather of a city',
 ) {
   return { type: 'function' as const, function: { name: 'get_weather', description, parameters } };
+}
+
+/** One streamed tool call, folded from its chunks: what a client library assembles. */
+export interface StreamedToolCall {
+  text: string;
+  id: string;
+  name: string;
+  /** The arguments joined, and how many chunks carried a piece of them. */
+  args: string;
+  pieces: number;
+  /** Every tool-call index seen (a single call: all 0). */
+  indexes: number[];
+  finish: string | null;
+}
+
+export async function streamedToolCall(
+  stream: AsyncIterable<ChatCompletionChunk>,
+): Promise<StreamedToolCall> {
+  const call: StreamedToolCall = {
+    text: '',
+    id: '',
+    name: '',
+    args: '',
+    pieces: 0,
+    indexes: [],
+    finish: null,
+  };
+  for await (const chunk of stream) {
+    const delta = chunk.choices[0]?.delta;
+    call.text += delta?.content ?? '';
+    for (const part of delta?.tool_calls ?? []) {
+      call.indexes.push(part.index);
+      call.id += part.id ?? '';
+      call.name += part.function?.name ?? '';
+      if (part.function?.arguments) {
+        call.args += part.function.arguments;
+        call.pieces += 1;
+      }
+    }
+    call.finish = chunk.choices[0]?.finish_reason ?? call.finish;
+  }
+  return call;
 }
