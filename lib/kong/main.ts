@@ -70,13 +70,15 @@ async function serve(
   if (exitWithParent) whenParentExits(() => void stop(PARENT_EXITED));
 }
 
+/** The process that started this one: read first thing, since it may die while the server starts. */
+const STARTED_BY = process.ppid;
+
 const PARENT_EXITED = 'parent exited';
 
 /** Calls `onExit` once this process has been handed to another parent (init or a subreaper). */
 function whenParentExits(onExit: () => void): void {
-  const parent = process.ppid;
   const timer = setInterval(() => {
-    if (process.ppid === parent) return;
+    if (process.ppid === STARTED_BY) return;
     clearInterval(timer);
     onExit();
   }, PARENT_CHECK_MS);

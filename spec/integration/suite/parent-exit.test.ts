@@ -77,9 +77,13 @@ const portFree = (port: number) =>
 
 it('with --exit-with-parent, a suite server whose parent was killed exits (its log pipe dead) and frees the relay port', async () => {
   const { parent, pid, relayPort } = await startUnderParent(['--exit-with-parent']);
-  parent.kill('SIGKILL');
-  await until(() => (alive(pid) ? undefined : true), 'the orphan to exit', 5_000);
-  expect(await portFree(relayPort)).toBe(true);
+  try {
+    parent.kill('SIGKILL');
+    await until(() => (alive(pid) ? undefined : true), 'the orphan to exit', 5_000);
+    expect(await portFree(relayPort)).toBe(true);
+  } finally {
+    if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
 }, 20_000);
 
 it('without it, the orphan keeps running (what the flag is for)', async () => {
